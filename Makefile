@@ -1,0 +1,60 @@
+# Kemari for KVM: fetch the pinned base, apply our series, build, boot
+# under QEMU and test.  See README.md.  Every step is incremental.
+#
+#   make check     the whole chain and the test suite (what CI runs)
+#   make demo      the whole chain, then the Kemari demo in the guest
+#
+# KEMARI_VARIANT=debug selects the KASAN/lockdep kernel (configs/debug.config).
+
+S := scripts
+
+.PHONY: all deps fetch apply kernel selftests userspace initramfs \
+	check demo test-kemari test-regression base-check series bisect clean distclean
+
+all: initramfs
+
+deps:
+	$(S)/deps.sh
+fetch: deps
+	$(S)/fetch.sh
+apply: fetch
+	$(S)/apply.sh
+kernel: apply
+	$(S)/build-kernel.sh
+selftests: kernel
+	$(S)/build-selftests.sh
+userspace: kernel
+	$(S)/build-userspace.sh
+initramfs: selftests userspace
+	$(S)/mkinitramfs.sh
+
+# Kemari tests and the upstream regression set, in one boot.
+check: initramfs
+	$(S)/run-tests.sh check
+demo: initramfs
+	KEMARI_VERBOSE=1 $(S)/run-tests.sh demo
+test-kemari: initramfs
+	$(S)/run-tests.sh kemari
+test-regression: initramfs
+	$(S)/run-tests.sh regression
+
+# The regression set on the unpatched base (to re-derive tests/regression.list).
+base-check:
+	$(S)/deps.sh
+	$(S)/fetch.sh
+	KEMARI_VARIANT=base $(S)/build-kernel.sh
+	KEMARI_VARIANT=base $(S)/build-selftests.sh
+	KEMARI_VARIANT=base $(S)/mkinitramfs.sh
+	KEMARI_VARIANT=base $(S)/run-tests.sh regression
+
+# The overlay plus patches/ as a git-am-able series against the base.
+series: fetch
+	$(S)/export-series.sh
+# Build every prefix of the series.
+bisect: fetch
+	$(S)/bisect-build.sh
+
+clean:
+	rm -rf build/obj-* build/out-* build/stage build/series
+distclean:
+	rm -rf build

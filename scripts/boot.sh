@@ -1,0 +1,18 @@
+#!/bin/bash
+# Boot the built kernel and initramfs under QEMU (TCG, emulated AMD SVM with
+# nested paging, so KVM runs inside) in mode $1; the serial console goes to
+# $OUT/<mode>.log.  A hung guest is killed after KEMARI_BOOT_TIMEOUT seconds.
+. "$(dirname "$0")/lib.sh"
+
+mode=${1:?usage: boot.sh MODE}
+logf=$OUT/$mode.log
+log "booting $VARIANT kernel, mode $mode (log: $logf)"
+
+rc=0
+timeout -s KILL "${KEMARI_BOOT_TIMEOUT:-2400}" \
+	qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt \
+	-smp 2 -m 4096 -nographic -no-reboot -nodefaults -serial stdio \
+	-kernel "$OUT/bzImage" -initrd "$OUT/initramfs.gz" \
+	-append "console=ttyS0 panic=-1 quiet kemari_mode=$mode kemari_timeout=${KEMARI_TEST_TIMEOUT:-600}" \
+	</dev/null 2>&1 | tr -d '\r' | tee "$logf" || rc=$?
+[ "$rc" = 0 ] || log "qemu exited with status $rc"

@@ -1,0 +1,38 @@
+#!/bin/bash
+# Configure and build the patched kernel out of tree in $OBJ, with its
+# sanitised uapi headers in $OBJ/usr/include, and install its modules into
+# $OUT for the initramfs.
+. "$(dirname "$0")/lib.sh"
+
+frags=("$TOP/configs/kemari.config")
+[ "$VARIANT" = debug ] && frags+=("$TOP/configs/debug.config")
+
+mkdir -p "$OBJ" "$OUT"
+if [ "$VARIANT" = base ]; then
+	grep -hv KEMARI "${frags[@]}" > "$OUT/config.fragment"
+else
+	cat "${frags[@]}" > "$OUT/config.fragment"
+fi
+
+kmake() { make -C "$SRC" O="$OBJ" -j"$JOBS" CC="ccache gcc" "$@"; }
+
+# allnoconfig plus the fragment; an unchanged result leaves auto.conf and
+# so every object alone.
+kmake -s allnoconfig KCONFIG_ALLCONFIG="$OUT/config.fragment" >/dev/null
+bad=0
+while IFS= read -r line; do
+	case "$line" in
+	CONFIG_*=n) want="# ${line%=n} is not set" ;;
+	CONFIG_*=*) want=$line ;;
+	*) continue ;;
+	esac
+	grep -qxF "$want" "$OBJ/.config" || { log "config: $line did not stick"; bad=1; }
+done < "$OUT/config.fragment"
+[ "$bad" = 0 ] || die "the config fragment does not apply (missing dependency?)"
+
+log "building $VARIANT kernel in $OBJ"
+kmake bzImage modules headers
+
+rm -rf "$OUT/modroot"
+kmake -s modules_install INSTALL_MOD_PATH="$OUT/modroot" INSTALL_MOD_STRIP=1 >/dev/null
+cp "$OBJ/arch/x86/boot/bzImage" "$OUT/bzImage"

@@ -1,0 +1,6 @@
+#!/bin/bash
+# Build the userspace programs against the patched tree's uapi headers.
+. "$(dirname "$0")/lib.sh"
+
+make -C "$TOP/replicator" -s CC="ccache gcc" \
+	KHDR="$OBJ/usr/include" O="$OUT/bin"

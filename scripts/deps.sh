@@ -1,0 +1,29 @@
+#!/bin/bash
+# Install the Debian packages the pipeline needs, only if any is missing.
+. "$(dirname "$0")/lib.sh"
+. "$TOP/configs/base.pin"
+
+pkgs=(
+	"$PACKAGE" build-essential flex bison bc cpio kmod xz-utils
+	libelf-dev libssl-dev ccache python3 git patch diffutils
+	qemu-system-x86 busybox-static
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+[ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]}; run as root or install them"
+log "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# Prefer the pinned base version; fall back to what the archive has, and
+# let fetch.sh say whether that is acceptable.
+if printf '%s\n' "${missing[@]}" | grep -qx "$PACKAGE"; then
+	apt-get install -y -q --no-install-recommends "$PACKAGE=$VERSION" ||
+		apt-get install -y -q --no-install-recommends "$PACKAGE"
+fi
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,39 @@
+#!/bin/bash
+# Pack busybox, the kernel's modules, the test binaries and the test lists
+# into $OUT/initramfs.gz.
+. "$(dirname "$0")/lib.sh"
+
+root=$OUT/initramfs
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,tests,lib}
+
+cp /bin/busybox "$root/bin/busybox"
+for app in $("$root/bin/busybox" --list); do
+	[ -e "$root/bin/$app" ] || ln -s busybox "$root/bin/$app"
+done
+ln -s ../bin/busybox "$root/sbin/modprobe"
+cp -a "$OUT/modroot/lib/modules" "$root/lib/"
+install -m 0755 "$TOP/scripts/guest-init.sh" "$root/init"
+
+# Every binary the lists name, from the selftests and the userspace tools.
+# The base kernel runs only the regression set.
+lists=("$TOP"/tests/*.list)
+[ "$VARIANT" = base ] && lists=("$TOP/tests/regression.list")
+for list in "${lists[@]}"; do
+	mode=$(basename "$list" .list)
+	grep -v '^[[:space:]]*\(#\|$\)' "$list" > "$root/tests/$mode.list" || true
+	while read -r name _; do
+		[ -e "$root/tests/$name" ] && continue
+		bin=$OUT/selftests/$name
+		[ -x "$bin" ] || bin=$OUT/bin/$name
+		[ -x "$bin" ] || die "$list names $name, which was not built"
+		mkdir -p "$root/tests/$(dirname "$name")"
+		cp "$bin" "$root/tests/$name"
+	done < "$root/tests/$mode.list"
+done
+
+# check runs the Kemari tests and then the upstream regression set.
+cat "$root"/tests/{kemari,regression}.list > "$root/tests/check.list" 2>/dev/null ||
+	cp "$root/tests/regression.list" "$root/tests/check.list"
+
+(cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 > "$OUT/initramfs.gz"
