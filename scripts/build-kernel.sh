@@ -19,15 +19,16 @@ kmake() { make -C "$SRC" O="$OBJ" -j"$JOBS" CC="ccache gcc" "$@"; }
 # allnoconfig plus the fragment; an unchanged result leaves auto.conf and
 # so every object alone.
 kmake -s allnoconfig KCONFIG_ALLCONFIG="$OUT/config.fragment" >/dev/null
+# Each option must end up as the fragment asks (the last line for an
+# option wins, as in kconfig); one that does not lacks a dependency.
 bad=0
 while IFS= read -r line; do
 	case "$line" in
 	CONFIG_*=n) want="# ${line%=n} is not set" ;;
-	CONFIG_*=*) want=$line ;;
-	*) continue ;;
+	*) want=$line ;;
 	esac
 	grep -qxF "$want" "$OBJ/.config" || { log "config: $line did not stick"; bad=1; }
-done < "$OUT/config.fragment"
+done < <(grep '^CONFIG_' "$OUT/config.fragment" | tac | sort -t= -k1,1 -u)
 [ "$bad" = 0 ] || die "the config fragment does not apply (missing dependency?)"
 
 log "building $VARIANT kernel in $OBJ"

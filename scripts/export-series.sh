@@ -29,8 +29,19 @@ for p in "${series[@]}"; do
 		echo "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001"
 		sed -n '1,/^---$/p' "$p" | grep -v '^Adds: ' |
 			sed "s/^Subject: \[PATCH\]/Subject: [PATCH $i\/$n]/"
-		for f in $(patch_adds "$p"); do newfile_diff "$f"; done
-		sed '1,/^---$/d' "$p"
+		# Diffs in git's order: by path, new files among the rest.
+		chunks=$(mktemp -d)
+		for f in $(patch_adds "$p"); do
+			newfile_diff "$f" > "$chunks/$(echo "$f" | tr / :)"
+		done
+		sed '1,/^---$/d' "$p" | awk -v d="$chunks" '
+			/^diff --git / { f = $3; sub(/^a\//, "", f); gsub("/", ":", f); out = d "/" f }
+			{ print > out }'
+		(cd "$chunks" && ls | LC_ALL=C sort | xargs cat) > "$chunks.diff"
+		git apply --stat "$chunks.diff"
+		echo
+		cat "$chunks.diff"
+		rm -rf "$chunks" "$chunks.diff"
 		printf -- '-- \nKemari for KVM\n\n'
 	} > "$mail"
 done

@@ -16,9 +16,14 @@ cp -a "$OUT/modroot/lib/modules" "$root/lib/"
 install -m 0755 "$TOP/scripts/guest-init.sh" "$root/init"
 
 # Every binary the lists name, from the selftests and the userspace tools.
-# The base kernel runs only the regression set.
-lists=("$TOP"/tests/*.list)
-[ "$VARIANT" = base ] && lists=("$TOP/tests/regression.list")
+# The base kernel has no Kemari: it runs only the lists of upstream tests.
+lists=()
+for list in "$TOP"/tests/*.list; do
+	case "$VARIANT/$(basename "$list")" in
+	base/kemari.list|base/demo.list) ;;
+	*) lists+=("$list") ;;
+	esac
+done
 for list in "${lists[@]}"; do
 	mode=$(basename "$list" .list)
 	grep -v '^[[:space:]]*\(#\|$\)' "$list" > "$root/tests/$mode.list" || true

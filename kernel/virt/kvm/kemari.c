@@ -4,7 +4,7 @@
  *
  * A Kemari VM is kept identical to a passive secondary by stopping it
  * before every write that could become visible outside the VM, so that
- * the VMM can send a checkpoint and wait for its acknowledgement before
+ * the VMM can send a checkpoint and wait for its acknowledgment before
  * the write takes effect.  This file holds the architecture-independent
  * part: the capability and the per-VM state.
  *
