@@ -182,6 +182,7 @@ static unsigned int demo__run(struct demo *d)
 int main(void)
 {
 	struct demo d = { 0 };
+	unsigned int exits;
 	int mask, busy_vm;
 
 	d.kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -217,8 +218,9 @@ int main(void)
 
 	demo__create_vcpu(&d);
 	printf("Running the guest under Kemari...\n");
+	exits = demo__run(&d);
 	printf("The guest halted after %u exits and wrote %zu bytes to the serial port:\n",
-	       demo__run(&d), d.out_len);
+	       exits, d.out_len);
 	printf("  | %.*s", (int)d.out_len, d.out);
 	if (strcmp(d.out, (const char *)guest_code + 0x11))
 		die("the guest's output is not what it was given to print");
