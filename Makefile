@@ -8,7 +8,7 @@
 
 S := scripts
 
-.PHONY: all deps fetch apply kernel selftests userspace initramfs \
+.PHONY: all deps fetch apply kernel selftests userspace initramfs lint \
 	check demo test-kemari test-regression base-check series bisect clean distclean
 
 all: initramfs
@@ -28,9 +28,18 @@ userspace: kernel
 initramfs: selftests userspace
 	$(S)/mkinitramfs.sh
 
-# Kemari tests and the upstream regression set, in one boot.
-check: initramfs
-	$(S)/run-tests.sh check
+# checkpatch on the exported series, and the docs.
+lint: fetch
+	$(S)/lint.sh
+
+# Lint, then the Kemari tests and the upstream regression set, on the
+# kemari kernel (KVM_WERROR) and on the debug kernel (KASAN, lockdep).
+# KEMARI_CHECK_VARIANTS=kemari checks one variant only.
+CHECK_VARIANTS := $(or $(KEMARI_CHECK_VARIANTS),kemari debug)
+
+check: lint
+	for v in $(CHECK_VARIANTS); do KEMARI_VARIANT=$$v $(MAKE) --no-print-directory initramfs || exit 1; done
+	KEMARI_CHECK_VARIANTS="$(CHECK_VARIANTS)" $(S)/check.sh
 demo: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh demo
 test-kemari: initramfs
@@ -55,6 +64,6 @@ bisect: fetch
 	$(S)/bisect-build.sh
 
 clean:
-	rm -rf build/obj-* build/out-* build/stage build/series
+	rm -rf build/obj-* build/out-* build/stage build/series build/bisect
 distclean:
 	rm -rf build

@@ -13,6 +13,7 @@ if [ "$(cat "$SRC/.kemari-base" 2>/dev/null)" != "$base" ]; then
 	# Objects built from an older tree would look newer than its files.
 	if [ "$VARIANT" = bisect ]; then
 		rm -rf "$SRC" "$OBJ" "$OUT"
+		mkdir -p "$(dirname "$SRC")"
 	else
 		rm -rf "$SRC" "$BUILD"/obj-kemari "$BUILD"/obj-debug
 	fi

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Build the kernel at every prefix of the series, in a tree of its own
-# (build/src-bisect), so that each patch is known to build on its own.
+# (build/bisect/), so that each patch is known to build on its own.
 # ccache and kbuild make all but the first build incremental.
 . "$(dirname "$0")/lib.sh"
 

@@ -5,7 +5,7 @@
 
 pkgs=(
 	"$PACKAGE" build-essential flex bison bc cpio kmod xz-utils
-	libelf-dev libssl-dev ccache python3 git patch diffutils
+	libelf-dev libssl-dev ccache python3 python3-docutils git patch diffutils
 	qemu-system-x86 busybox-static
 )
 

@@ -21,7 +21,7 @@ if [ "$(cat "$PRISTINE/.sha256" 2>/dev/null)" = "$sum" ]; then
 fi
 
 log "extracting $TARBALL"
-rm -rf "$PRISTINE" "$PRISTINE.tmp" "$BUILD"/src "$BUILD"/src-* "$BUILD"/obj-*
+rm -rf "$PRISTINE" "$PRISTINE.tmp" "$BUILD"/src "$BUILD"/bisect "$BUILD"/obj-*
 mkdir -p "$PRISTINE.tmp"
 tar -C "$PRISTINE.tmp" --strip-components=1 -xf "$TARBALL"
 echo "$sum" > "$PRISTINE.tmp/.sha256"

@@ -12,14 +12,17 @@ BUILD=$(cd "$BUILD" && pwd)
 # pristine tree (kbuild writes only to $OBJ).
 VARIANT=${KEMARI_VARIANT:-kemari}
 PRISTINE=$BUILD/pristine
+SRC=$BUILD/src
+OBJ=$BUILD/obj-$VARIANT
+OUT=$BUILD/out-$VARIANT
 case "$VARIANT" in
-kemari|debug) SRC=$BUILD/src ;;
-bisect) SRC=$BUILD/src-bisect ;;
+kemari|debug) ;;
+# Laid out like src and obj-*, so that ccache (which sees paths relative
+# to $BUILD) reuses the objects of the main tree.
+bisect) SRC=$BUILD/bisect/src OBJ=$BUILD/bisect/obj OUT=$BUILD/bisect/out ;;
 base) SRC=$PRISTINE ;;
 *) echo "unknown KEMARI_VARIANT $VARIANT" >&2; exit 1 ;;
 esac
-OBJ=$BUILD/obj-$VARIANT
-OUT=$BUILD/out-$VARIANT
 
 JOBS=${KEMARI_JOBS:-$(nproc)}
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turn a guest console log from boot.sh into a test report.
+"""Turn guest console logs from boot.sh into one test report.
 
 Each test program is framed by KEMARI-TEST-BEGIN/END lines written by
 guest-init.sh.  A program that prints TAP results counts each of them; one
@@ -8,8 +8,9 @@ fail).  A program that fails without a "not ok" line (an assertion, a
 crash) adds one failure.  A skip is never a pass.  Kernel warnings, a
 missing END line or a guest that did not finish are failures too.
 
-The last line is "Result: N passed, N failed, N skipped"; the exit status
-is 1 if anything failed or nothing ran.
+With several logs (one per kernel variant), each gets its own section and
+the last line sums them all: "Result: N passed, N failed, N skipped".  The
+exit status is 1 if anything failed or nothing passed.
 """
 import re
 import sys
@@ -21,7 +22,7 @@ SPLAT = re.compile(r'(WARNING: CPU:|BUG:|Kernel panic|general protection fault|'
                    r'possible circular locking|suspicious RCU usage)')
 
 
-def main(path):
+def report(path):
     passed = failed = skipped = 0
     problems = []
     cur = None
@@ -93,9 +94,21 @@ def main(path):
         print('FAIL  ' + p)
     failed += len(problems)
 
-    print('Result: %d passed, %d failed, %d skipped' % (passed, failed, skipped))
-    return 1 if failed or not passed else 0
+    return passed, failed, skipped
+
+
+def main(paths):
+    total = [0, 0, 0]
+    for path in paths:
+        if len(paths) > 1:
+            print('== %s' % path)
+        counts = report(path)
+        if len(paths) > 1:
+            print('   %d passed, %d failed, %d skipped' % counts)
+        total = [t + c for t, c in zip(total, counts)]
+    print('Result: %d passed, %d failed, %d skipped' % tuple(total))
+    return 1 if total[1] or not total[0] else 0
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))
