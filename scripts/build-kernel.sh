@@ -8,10 +8,13 @@ frags=("$TOP/configs/kemari.config")
 [ "$VARIANT" = debug ] && frags+=("$TOP/configs/debug.config")
 
 mkdir -p "$OBJ" "$OUT"
-if [ "$VARIANT" = base ]; then
-	grep -hv KEMARI "${frags[@]}" > "$OUT/config.fragment"
-else
-	cat "${frags[@]}" > "$OUT/config.fragment"
+cat "${frags[@]}" > "$OUT/config.fragment"
+# The base, and a prefix of the series, lack the options later patches add.
+if [ "$VARIANT" = base ] || [ "$VARIANT" = bisect ]; then
+	for sym in $(sed -n 's/^CONFIG_\([A-Z0-9_]*\)=.*/\1/p' "$OUT/config.fragment"); do
+		grep -rqxE --include='Kconfig*' "(menu)?config $sym" "$SRC" ||
+			sed -i "/^CONFIG_$sym=/d" "$OUT/config.fragment"
+	done
 fi
 
 kmake() { make -C "$SRC" O="$OBJ" -j"$JOBS" CC="ccache gcc" "$@"; }
