@@ -43,7 +43,7 @@ if [ -n "${KEMARI_SERIES_UPTO:-}" ]; then
 fi
 
 # Upstream files the series touches, patched from pristine copies.
-for f in $(cat /dev/null "${series[@]}" | sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' | sort -u); do
+for f in $(patch_touches "${series[@]}"); do
 	mkdir -p "$stage/$(dirname "$f")"
 	if [ -f "$PRISTINE/$f" ]; then cp "$PRISTINE/$f" "$stage/$f"; fi
 done

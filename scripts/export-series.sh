@@ -49,7 +49,7 @@ done
 # git am against the base files the series touches.
 verify=$outdir/.verify
 mkdir -p "$verify"
-for f in $(cat "${series[@]}" | sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' | sort -u); do
+for f in $(patch_touches "${series[@]}"); do
 	if [ -f "$PRISTINE/$f" ]; then
 		mkdir -p "$verify/$(dirname "$f")"
 		cp "$PRISTINE/$f" "$verify/$f"

@@ -43,6 +43,11 @@ series_patches() {
 	done < "$TOP/patches/series"
 }
 
+# The upstream files that the given patches change.
+patch_touches() {
+	sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' /dev/null "$@" | sort -u
+}
+
 # The new files (under kernel/) that patch $1 adds: its "Adds:" line.
 patch_adds() {
 	sed -n 's/^Adds: //p' "$1" | tr ' ' '\n' | sed '/^$/d'
