@@ -39,7 +39,7 @@ CHECK_VARIANTS := $(or $(KEMARI_CHECK_VARIANTS),kemari debug)
 
 check: lint
 	for v in $(CHECK_VARIANTS); do KEMARI_VARIANT=$$v $(MAKE) --no-print-directory initramfs || exit 1; done
-	KEMARI_CHECK_VARIANTS="$(CHECK_VARIANTS)" $(S)/check.sh
+	$(S)/run-tests.sh check $(CHECK_VARIANTS)
 demo: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh demo
 test-kemari: initramfs
