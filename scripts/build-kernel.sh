@@ -11,10 +11,11 @@ mkdir -p "$OBJ" "$OUT"
 cat "${frags[@]}" > "$OUT/config.fragment"
 # The base, and a prefix of the series, lack the options later patches add.
 if [ "$VARIANT" = base ] || [ "$VARIANT" = bisect ]; then
-	for sym in $(sed -n 's/^CONFIG_\([A-Z0-9_]*\)=.*/\1/p' "$OUT/config.fragment"); do
-		grep -rqxE --include='Kconfig*' "(menu)?config $sym" "$SRC" ||
-			sed -i "/^CONFIG_$sym=/d" "$OUT/config.fragment"
-	done
+	grep -rhoxE --include='Kconfig*' '(menu)?config [A-Za-z0-9_]+' "$SRC" |
+		awk 'NR == FNR { defined["CONFIG_" $2] = 1; next }
+		     !/^CONFIG_/ || substr($0, 1, index($0, "=") - 1) in defined' \
+		- "$OUT/config.fragment" > "$OUT/config.defined"
+	mv "$OUT/config.defined" "$OUT/config.fragment"
 fi
 
 kmake() { make -C "$SRC" O="$OBJ" -j"$JOBS" CC="ccache gcc" "$@"; }
