@@ -252,12 +252,11 @@ static void pin_all_cpus(void)
 /* Pin @thread to the @nth CPU this task may run on. */
 static bool pin_to_nth_cpu(pthread_t thread, int nth)
 {
-	cpu_set_t allowed, one;
+	cpu_set_t one;
 	int cpu;
 
-	allowed = all_cpus;
 	for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-		if (!CPU_ISSET(cpu, &allowed) || nth--)
+		if (!CPU_ISSET(cpu, &all_cpus) || nth--)
 			continue;
 		CPU_ZERO(&one);
 		CPU_SET(cpu, &one);
