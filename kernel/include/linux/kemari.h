@@ -2,16 +2,25 @@
 #ifndef __LINUX_KEMARI_H
 #define __LINUX_KEMARI_H
 
+#include <linux/atomic.h>
 #include <linux/errno.h>
 #include <linux/types.h>
 #include <uapi/linux/kemari.h>
 
 struct kvm;
 struct kvm_enable_cap;
+struct kvm_io_bus;
+struct kvm_io_device;
+struct kvm_io_range;
+struct kvm_vcpu;
 
 /**
  * struct kvm_kemari - per-VM Kemari state
  * @flags: the KVM_KEMARI_* flags userspace passed to KVM_ENABLE_CAP
+ * @frozen: 1 from the first sync point of a checkpoint until
+ *	KVM_KEMARI_RESUME; while it is set no vCPU enters the guest
+ * @coalesced_written: 1 if a guest write went to a coalesced MMIO zone
+ *	since the latest coalesced flush sync
  *
  * Allocated when userspace enables KVM_CAP_KEMARI and freed with the VM.
  * kvm->kemari is NULL while Kemari is off, so a NULL check is the whole
@@ -19,15 +28,71 @@ struct kvm_enable_cap;
  */
 struct kvm_kemari {
 	u64 flags;
+	atomic_t frozen;
+	atomic_t coalesced_written;
+};
+
+/**
+ * struct kvm_kemari_vcpu - per-vCPU Kemari state
+ * @write: the write held back until the next KVM_RUN (count 0: none)
+ * @completing: set while KVM performs @write, so that the bus write is
+ *	not held a second time
+ * @deferred: an exit to userspace was replaced by a coalesced flush sync
+ *	and is delivered on the next KVM_RUN
+ * @deferred_ret: KVM_RUN's return value for the deferred exit
+ * @deferred_reason: its exit_reason
+ * @deferred_union: a copy of its kvm_run exit union
+ * @data: the data of @write
+ *
+ * Allocated on the vCPU's first KVM_RUN (or Kemari ioctl) and only ever
+ * touched by the task that holds vcpu->mutex.
+ */
+struct kvm_kemari_vcpu {
+	struct kvm_kemari_write write;
+	bool completing;
+	bool deferred;
+	int deferred_ret;
+	u32 deferred_reason;
+	u8 deferred_union[256];
+	u8 data[KVM_KEMARI_MAX_DATA];
 };
 
 #ifdef CONFIG_KVM_KEMARI
 int kvm_kemari_check_extension(struct kvm *kvm);
 int kvm_kemari_enable_cap(struct kvm *kvm, struct kvm_enable_cap *cap);
 void kvm_kemari_destroy_vm(struct kvm *kvm);
+int kvm_kemari_vm_ioctl(struct kvm *kvm, unsigned int ioctl,
+			unsigned long arg);
 
-/* Arch hook: may @kvm (NULL for /dev/kvm) be replicated at all? */
+int kvm_kemari_vcpu_ioctl(struct kvm_vcpu *vcpu, unsigned int ioctl,
+			  void __user *argp);
+void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu);
+
+/* Only a vCPU of a Kemari VM that has entered KVM_RUN holds writes. */
+#define kvm_kemari_vcpu_active(vcpu)	(!!(vcpu)->kemari)
+bool kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
+			   struct kvm_io_bus *bus, int first_dev,
+			   const struct kvm_io_range *range, const void *val);
+
+/* Called by the arch's KVM_RUN, in this order. */
+int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu);
+int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu);
+bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu);
+int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r);
+
+/* Arch hooks. */
 bool kvm_arch_kemari_supported(struct kvm *kvm);
+bool kvm_arch_kemari_dev_internal(struct kvm *kvm, struct kvm_io_device *dev);
+void kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port, int size,
+			      const void *data);
+
+#define KVM_KEMARI_VCPU_STATS()						\
+	, STATS_DESC_COUNTER(VCPU_GENERIC, kemari_sync_io_bus),		\
+	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_sync_coalesced),	\
+	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_sync_peer),		\
+	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_writes_held),		\
+	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_writes_completed),	\
+	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_writes_unsynced)
 #else
 static inline int kvm_kemari_check_extension(struct kvm *kvm)
 {
@@ -41,6 +106,51 @@ static inline int kvm_kemari_enable_cap(struct kvm *kvm,
 }
 
 static inline void kvm_kemari_destroy_vm(struct kvm *kvm) {}
+
+static inline int kvm_kemari_vm_ioctl(struct kvm *kvm, unsigned int ioctl,
+				      unsigned long arg)
+{
+	return -ENOTTY;
+}
+
+static inline int kvm_kemari_vcpu_ioctl(struct kvm_vcpu *vcpu,
+					unsigned int ioctl, void __user *argp)
+{
+	return -ENOTTY;
+}
+
+static inline void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu) {}
+
+#define kvm_kemari_vcpu_active(vcpu)	false
+static inline bool kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
+					 struct kvm_io_bus *bus, int first_dev,
+					 const struct kvm_io_range *range,
+					 const void *val)
+{
+	return false;
+}
+
+static inline int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu)
+{
+	return 1;
+}
+
+static inline int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu)
+{
+	return 1;
+}
+
+static inline bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
+{
+	return false;
+}
+
+static inline int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
+{
+	return r;
+}
+
+#define KVM_KEMARI_VCPU_STATS()
 #endif /* CONFIG_KVM_KEMARI */
 
 #endif /* __LINUX_KEMARI_H */

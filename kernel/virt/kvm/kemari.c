@@ -6,21 +6,58 @@
  * before every write that could become visible outside the VM, so that
  * the VMM can send a checkpoint and wait for its acknowledgment before
  * the write takes effect.  This file holds the architecture-independent
- * part: the capability and the per-VM state.
+ * part: the capability, the sync points on the I/O buses and the
+ * coalesced MMIO ring, the whole-VM freeze and the pending write.
+ *
+ * The life of a held write:
+ *
+ *   guest writes --hold--> pending, VM frozen --KVM_EXIT_KEMARI_SYNC-->
+ *   VMM checkpoints --KVM_KEMARI_RESUME, KVM_RUN--> write reaches device
+ *
+ * The instruction that made the write has retired when the vCPU stops:
+ * KVM tells the emulator that a device took the write and keeps it here
+ * instead.  So the registers a checkpoint captures are already past the
+ * instruction, and the pending write is self-contained state that the
+ * VMM saves and restores with KVM_KEMARI_GET/SET_PENDING.
  *
  * See Documentation/virt/kvm/kemari.rst.
  */
 
+#include <kvm/iodev.h>
 #include <linux/kemari.h>
 #include <linux/kvm_host.h>
 #include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "coalesced_mmio.h"
+
+#define CREATE_TRACE_POINTS
+#include <trace/events/kemari.h>
 
 /* The args[0] flags this kernel accepts for KVM_ENABLE_CAP(KVM_CAP_KEMARI). */
-#define KVM_KEMARI_VALID_FLAGS	KVM_KEMARI_ENABLE
+#define KVM_KEMARI_VALID_FLAGS	(KVM_KEMARI_ENABLE | KVM_KEMARI_EXEMPT_IRQCHIP)
 
+/*
+ * An architecture opts in by implementing this and by calling the
+ * kvm_kemari_vcpu_run*() hooks from its KVM_RUN; without them a held
+ * write would never complete.
+ */
 bool __weak kvm_arch_kemari_supported(struct kvm *kvm)
 {
-	return true;
+	return false;
+}
+
+/* Devices whose state the checkpoint captures need no sync of their own. */
+bool __weak kvm_arch_kemari_dev_internal(struct kvm *kvm,
+					 struct kvm_io_device *dev)
+{
+	return false;
+}
+
+/* Only architectures with a PIO bus hold PIO writes. */
+void __weak kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port,
+				     int size, const void *data)
+{
 }
 
 int kvm_kemari_check_extension(struct kvm *kvm)
@@ -91,4 +128,542 @@ void kvm_kemari_destroy_vm(struct kvm *kvm)
 {
 	kfree(kvm->kemari);
 	kvm->kemari = NULL;
+}
+
+static bool kemari_frozen(struct kvm *kvm)
+{
+	return atomic_read(&kvm->kemari->frozen);
+}
+
+/*
+ * Stop every other vCPU for a consistent cut.  A vCPU in guest mode is
+ * kicked out; a halted or blocked one is woken by KVM_REQ_UNBLOCK and
+ * reports in without running guest code; one outside KVM_RUN finds the
+ * VM frozen when it next enters.
+ */
+static void kemari_freeze(struct kvm_vcpu *vcpu)
+{
+	struct kvm *kvm = vcpu->kvm;
+	struct kvm_vcpu *peer;
+	unsigned long i;
+
+	if (atomic_xchg(&kvm->kemari->frozen, 1))
+		return;
+
+	kvm_for_each_vcpu(i, peer, kvm) {
+		if (peer == vcpu)
+			continue;
+		kvm_make_request(KVM_REQ_KEMARI_SYNC, peer);
+		kvm_make_request(KVM_REQ_UNBLOCK, peer);
+		kvm_vcpu_kick(peer);
+	}
+}
+
+static u32 kemari_write_bytes(const struct kvm_kemari_write *w)
+{
+	switch (w->bus) {
+	case KVM_KEMARI_BUS_PIO:
+		return w->len * w->count;
+	case KVM_KEMARI_BUS_MMIO:
+		return w->count ? w->len : 0;
+	default:
+		return 0;
+	}
+}
+
+static void kemari_count(struct kvm_vcpu *vcpu, u32 reason)
+{
+	if (reason & KVM_KEMARI_SYNC_IO_BUS)
+		++vcpu->stat.generic.kemari_sync_io_bus;
+	if (reason & KVM_KEMARI_SYNC_COALESCED)
+		++vcpu->stat.generic.kemari_sync_coalesced;
+	if (reason & KVM_KEMARI_SYNC_PEER)
+		++vcpu->stat.generic.kemari_sync_peer;
+}
+
+/* Fill in KVM_EXIT_KEMARI_SYNC.  A pending write always counts as reason. */
+static void kemari_exit(struct kvm_vcpu *vcpu, u32 reason)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+	struct kvm_run *run = vcpu->run;
+	u32 bytes = kemari_write_bytes(&kv->write);
+
+	if (kv->write.count)
+		reason |= KVM_KEMARI_SYNC_IO_BUS;
+
+	kvm_clear_request(KVM_REQ_KEMARI_SYNC, vcpu);
+	run->exit_reason = KVM_EXIT_KEMARI_SYNC;
+	memset(&run->kemari, 0, sizeof(run->kemari));
+	run->kemari.reason = reason;
+	run->kemari.write = kv->write;
+	memcpy(run->kemari.data, kv->data, min(bytes, KVM_KEMARI_INLINE_DATA));
+	if (bytes > KVM_KEMARI_INLINE_DATA)
+		run->kemari.flags |= KVM_KEMARI_EXIT_DATA_TRUNCATED;
+
+	kemari_count(vcpu, reason);
+	trace_kemari_sync(vcpu->vcpu_id, reason, &kv->write);
+}
+
+/*
+ * KVM_RUN while the VM is frozen: no guest code runs and nothing pending
+ * completes.  immediate_exit keeps its meaning, -EINTR; otherwise the
+ * vCPU reports the freeze again.
+ */
+static int kemari_stay_frozen(struct kvm_vcpu *vcpu, u32 reason)
+{
+	if (!vcpu->wants_to_run)
+		return -EINTR;
+
+	kemari_exit(vcpu, reason | KVM_KEMARI_SYNC_PEER);
+	return 0;
+}
+
+/* kvm_io_bus_cmp() == 0, spelled out: may @dev take the write @w? */
+static bool kemari_range_hit(const struct kvm_io_range *dev,
+			     const struct kvm_io_range *w)
+{
+	if (w->addr < dev->addr)
+		return false;
+	if (!dev->len)
+		return w->addr == dev->addr;
+	return w->addr + w->len <= dev->addr + dev->len;
+}
+
+/*
+ * Does any device that may take the write have effects outside the VM?
+ * The coalesced MMIO ring is an output buffer that is synced when it is
+ * flushed, and with KVM_KEMARI_EXEMPT_IRQCHIP the VM's own interrupt
+ * controllers and timer are left to the checkpoint.
+ */
+static bool kemari_needs_sync(struct kvm *kvm, struct kvm_io_bus *bus,
+			      int i, const struct kvm_io_range *range)
+{
+	bool exempt = kvm->kemari->flags & KVM_KEMARI_EXEMPT_IRQCHIP;
+	struct kvm_io_device *dev;
+
+	for (; i < bus->dev_count && kemari_range_hit(&bus->range[i], range);
+	     i++) {
+		dev = bus->range[i].dev;
+		if (kvm_io_dev_is_coalesced_mmio(dev)) {
+			if (!atomic_read(&kvm->kemari->coalesced_written))
+				atomic_set(&kvm->kemari->coalesced_written, 1);
+			continue;
+		}
+		if (exempt && kvm_arch_kemari_dev_internal(kvm, dev))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Add a bus write to the pending write.  One instruction can make several:
+ * a REP OUTS makes one per element, all to one port, and a wide or
+ * page-crossing MMIO store makes one per 8-byte piece, at consecutive
+ * addresses.  Those are merged; anything else cannot be held.
+ */
+static bool kemari_queue(struct kvm_kemari_vcpu *kv, int bus_idx,
+			 const struct kvm_io_range *range, const void *val)
+{
+	struct kvm_kemari_write *w = &kv->write;
+	u32 len = range->len;
+
+	if (!w->count) {
+		if (len > KVM_KEMARI_MAX_DATA)
+			return false;
+		*w = (struct kvm_kemari_write) {
+			.bus = bus_idx,
+			.len = len,
+			.addr = range->addr,
+			.count = 1,
+		};
+		memcpy(kv->data, val, len);
+		return true;
+	}
+
+	if (w->bus != bus_idx || !len)
+		return false;
+
+	if (bus_idx == KVM_PIO_BUS && range->addr == w->addr &&
+	    len == w->len && (w->count + 1) * len <= KVM_KEMARI_MAX_DATA) {
+		memcpy(kv->data + w->count * len, val, len);
+		w->count++;
+		return true;
+	}
+
+	if (bus_idx == KVM_MMIO_BUS && range->addr == w->addr + w->len &&
+	    w->len + len <= KVM_KEMARI_MAX_DATA) {
+		memcpy(kv->data + w->len, val, len);
+		w->len += len;
+		return true;
+	}
+
+	return false;
+}
+
+/*
+ * Called by kvm_io_bus_write() for a write that @first_dev and the devices
+ * after it may take.  Returns true if the write is held: the caller then
+ * treats it as done, and the device sees it on the next KVM_RUN.
+ */
+bool kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
+			   struct kvm_io_bus *bus, int first_dev,
+			   const struct kvm_io_range *range, const void *val)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+
+	BUILD_BUG_ON(KVM_KEMARI_BUS_MMIO != KVM_MMIO_BUS);
+	BUILD_BUG_ON(KVM_KEMARI_BUS_PIO != KVM_PIO_BUS);
+	BUILD_BUG_ON(KVM_KEMARI_BUS_FAST_MMIO != KVM_FAST_MMIO_BUS);
+
+	if (first_dev < 0 || kv->completing)
+		return false;
+
+	if (bus_idx != KVM_MMIO_BUS && bus_idx != KVM_PIO_BUS &&
+	    bus_idx != KVM_FAST_MMIO_BUS)
+		return false;
+
+	if (!kemari_needs_sync(vcpu->kvm, bus, first_dev, range))
+		return false;
+
+	if (!kemari_queue(kv, bus_idx, range, val)) {
+		/* A second, unrelated write in one instruction; see kemari.rst. */
+		++vcpu->stat.generic.kemari_writes_unsynced;
+		return false;
+	}
+
+	++vcpu->stat.generic.kemari_writes_held;
+	kemari_freeze(vcpu);
+	kvm_make_request(KVM_REQ_KEMARI_SYNC, vcpu);
+	return true;
+}
+
+static void kemari_mmio_exit(struct kvm_vcpu *vcpu, gpa_t addr, int len,
+			     const void *data)
+{
+	struct kvm_run *run = vcpu->run;
+
+	run->exit_reason = KVM_EXIT_MMIO;
+	run->mmio.phys_addr = addr;
+	run->mmio.len = len;
+	run->mmio.is_write = 1;
+	memset(run->mmio.data, 0, sizeof(run->mmio.data));
+	memcpy(run->mmio.data, data, len);
+}
+
+/*
+ * Hand the pending write to the devices, element by element or 8-byte
+ * piece by piece as the instruction would have.  A piece that no device
+ * takes any more (an ioeventfd whose datamatch differs, a device removed
+ * while the VM was stopped) goes to userspace as the KVM_EXIT_IO or
+ * KVM_EXIT_MMIO it would have been without Kemari, and the rest waits
+ * for the KVM_RUN after that.  Returns 1 to enter the guest, 0 to exit.
+ */
+static int kemari_complete(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+	struct kvm_kemari_write *w = &kv->write;
+	struct kvm_kemari_write start = *w;
+	u32 done = 0, n = 0, unclaimed = 0;
+
+	kv->completing = true;
+	switch (w->bus) {
+	case KVM_KEMARI_BUS_PIO:
+		while (w->count && !unclaimed) {
+			n = w->len;
+			if (kvm_io_bus_write(vcpu, KVM_PIO_BUS, w->addr, n,
+					     kv->data + done)) {
+				kvm_arch_kemari_pio_exit(vcpu, w->addr, n,
+							 kv->data + done);
+				unclaimed = 1;
+			}
+			done += n;
+			w->count--;
+		}
+		break;
+	case KVM_KEMARI_BUS_MMIO:
+		while (w->len && !unclaimed) {
+			n = min3(w->len, 8U,
+				 (u32)(PAGE_SIZE - offset_in_page(w->addr)));
+			if (kvm_io_bus_write(vcpu, KVM_MMIO_BUS, w->addr, n,
+					     kv->data + done)) {
+				kemari_mmio_exit(vcpu, w->addr, n,
+						 kv->data + done);
+				unclaimed = 1;
+			}
+			done += n;
+			w->addr += n;
+			w->len -= n;
+		}
+		if (!w->len)
+			w->count = 0;
+		break;
+	case KVM_KEMARI_BUS_FAST_MMIO:
+		/* Nothing to hand to userspace: a lost doorbell is dropped. */
+		if (kvm_io_bus_write(vcpu, KVM_FAST_MMIO_BUS, w->addr, 0, NULL))
+			unclaimed = 1;
+		w->count = 0;
+		break;
+	}
+	kv->completing = false;
+
+	if (w->count)
+		memmove(kv->data, kv->data + done, kemari_write_bytes(w));
+	else
+		++vcpu->stat.generic.kemari_writes_completed;
+
+	trace_kemari_complete(vcpu->vcpu_id, &start, unclaimed);
+	return !(unclaimed && start.bus != KVM_KEMARI_BUS_FAST_MMIO);
+}
+
+static struct kvm_kemari_vcpu *kemari_vcpu_state(struct kvm_vcpu *vcpu)
+{
+	if (!vcpu->kemari)
+		vcpu->kemari = kzalloc(sizeof(*vcpu->kemari),
+				       GFP_KERNEL_ACCOUNT);
+	return vcpu->kemari;
+}
+
+#ifdef CONFIG_KVM_MMIO
+/*
+ * Has the guest written to a coalesced MMIO zone since the last coalesced
+ * flush sync, and does the ring hold entries that userspace may process on
+ * this exit?  A write still in flight on another vCPU when this clears
+ * the flag is covered too: the sync freezes that vCPU, and the VMM
+ * processes the ring only once all vCPUs have stopped.
+ */
+static bool kemari_coalesced_unsynced(struct kvm *kvm)
+{
+	struct kvm_coalesced_mmio_ring *ring = kvm->coalesced_mmio_ring;
+
+	if (!ring || !atomic_read(&kvm->kemari->coalesced_written) ||
+	    READ_ONCE(ring->first) == READ_ONCE(ring->last))
+		return false;
+
+	return atomic_xchg(&kvm->kemari->coalesced_written, 0);
+}
+#else
+static bool kemari_coalesced_unsynced(struct kvm *kvm)
+{
+	return false;
+}
+#endif
+
+/*
+ * First of the KVM_RUN hooks, before the arch completes userspace I/O:
+ * set up the vCPU's state and deliver an exit that a coalesced flush
+ * sync held back.  Returns 1 to go on, 0 or -errno to return to userspace.
+ */
+int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv;
+	struct kvm_run *run = vcpu->run;
+
+	if (!READ_ONCE(vcpu->kvm->kemari))
+		return 1;
+
+	kv = kemari_vcpu_state(vcpu);
+	if (!kv)
+		return -ENOMEM;
+
+	if (!kv->deferred)
+		return 1;
+
+	if (kemari_frozen(vcpu->kvm))
+		return kemari_stay_frozen(vcpu, KVM_KEMARI_SYNC_COALESCED);
+
+	BUILD_BUG_ON(sizeof(kv->deferred_union) != sizeof(run->padding));
+	kv->deferred = false;
+	run->exit_reason = kv->deferred_reason;
+	memcpy(run->padding, kv->deferred_union, sizeof(run->padding));
+	return kv->deferred_ret;
+}
+
+/*
+ * After the arch has completed userspace I/O: stay out of the guest while
+ * the VM is frozen, else complete the pending write before the guest runs.
+ * The write completes even with immediate_exit set, so that a VMM can
+ * complete it without running guest code.
+ */
+int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+
+	if (!kv)
+		return 1;
+
+	if (kemari_frozen(vcpu->kvm))
+		return kemari_stay_frozen(vcpu, 0);
+
+	if (kv->write.count)
+		return kemari_complete(vcpu);
+
+	return 1;
+}
+
+/*
+ * Called in the arch's run loop after every guest exit or wakeup, where
+ * vCPU requests turn into exit reasons.  Returns true if the vCPU must
+ * return to userspace with KVM_EXIT_KEMARI_SYNC.
+ */
+bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
+{
+	if (!vcpu->kemari || !kvm_check_request(KVM_REQ_KEMARI_SYNC, vcpu))
+		return false;
+
+	/* A kick from a freeze that KVM_KEMARI_RESUME has already ended. */
+	if (!kemari_frozen(vcpu->kvm))
+		return false;
+
+	kemari_exit(vcpu, vcpu->kemari->write.count ? 0 : KVM_KEMARI_SYNC_PEER);
+	return true;
+}
+
+/*
+ * Last KVM_RUN hook, on the way out to userspace.  If the guest added
+ * entries to the coalesced MMIO ring since the last coalesced flush sync,
+ * this exit becomes one, and the exit it replaces is delivered by the
+ * next KVM_RUN.  Returns KVM_RUN's return value.
+ */
+int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+	struct kvm_run *run = vcpu->run;
+
+	if (!kv || (r && r != -EINTR))
+		return r;
+
+	if (!kemari_coalesced_unsynced(vcpu->kvm))
+		return r;
+
+	if (!r && run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
+		run->kemari.reason |= KVM_KEMARI_SYNC_COALESCED;
+		kemari_count(vcpu, KVM_KEMARI_SYNC_COALESCED);
+		return 0;
+	}
+
+	kv->deferred = true;
+	kv->deferred_ret = r;
+	kv->deferred_reason = run->exit_reason;
+	memcpy(kv->deferred_union, run->padding, sizeof(kv->deferred_union));
+	kemari_freeze(vcpu);
+	kemari_exit(vcpu, KVM_KEMARI_SYNC_COALESCED);
+	return 0;
+}
+
+static int kemari_check_write(const struct kvm_kemari_write *w)
+{
+	if (w->flags)
+		return -EINVAL;
+
+	if (!w->count)
+		return (w->bus || w->len || w->addr) ? -EINVAL : 0;
+
+	switch (w->bus) {
+	case KVM_KEMARI_BUS_PIO:
+		if (w->len != 1 && w->len != 2 && w->len != 4)
+			return -EINVAL;
+		if (w->addr > 0xffff || w->addr + w->len > 0x10000)
+			return -EINVAL;
+		if (w->count > KVM_KEMARI_MAX_DATA / w->len)
+			return -E2BIG;
+		return 0;
+	case KVM_KEMARI_BUS_MMIO:
+		if (w->count != 1 || !w->len || w->addr + w->len < w->addr)
+			return -EINVAL;
+		if (w->len > KVM_KEMARI_MAX_DATA)
+			return -E2BIG;
+		return 0;
+	case KVM_KEMARI_BUS_FAST_MMIO:
+		return (w->count != 1 || w->len) ? -EINVAL : 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static int kemari_get_pending(struct kvm_kemari_vcpu *kv,
+			      struct kvm_kemari_pending __user *up)
+{
+	u32 bytes = kemari_write_bytes(&kv->write);
+
+	if (copy_to_user(&up->write, &kv->write, sizeof(kv->write)) ||
+	    copy_to_user(up->data, kv->data, bytes) ||
+	    clear_user(up->data + bytes, KVM_KEMARI_MAX_DATA - bytes))
+		return -EFAULT;
+	return 0;
+}
+
+static int kemari_set_pending(struct kvm_kemari_vcpu *kv,
+			      struct kvm_kemari_pending __user *up)
+{
+	struct kvm_kemari_write w;
+	int r;
+
+	if (copy_from_user(&w, &up->write, sizeof(w)))
+		return -EFAULT;
+
+	r = kemari_check_write(&w);
+	if (r)
+		return r;
+
+	if (!w.count) {
+		kv->write.count = 0;
+		return 0;
+	}
+
+	if (kv->write.count)
+		return -EBUSY;
+
+	if (copy_from_user(kv->data, up->data, kemari_write_bytes(&w)))
+		return -EFAULT;
+
+	kv->write = w;
+	return 0;
+}
+
+/* vCPU ioctls, called with vcpu->mutex held. */
+int kvm_kemari_vcpu_ioctl(struct kvm_vcpu *vcpu, unsigned int ioctl,
+			  void __user *argp)
+{
+	struct kvm_kemari_vcpu *kv;
+
+	if (!READ_ONCE(vcpu->kvm->kemari))
+		return -EINVAL;
+
+	kv = kemari_vcpu_state(vcpu);
+	if (!kv)
+		return -ENOMEM;
+
+	switch (ioctl) {
+	case KVM_KEMARI_GET_PENDING:
+		return kemari_get_pending(kv, argp);
+	case KVM_KEMARI_SET_PENDING:
+		return kemari_set_pending(kv, argp);
+	default:
+		return -ENOTTY;
+	}
+}
+
+void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu)
+{
+	/* A write still pending is dropped with the vCPU. */
+	kfree(vcpu->kemari);
+	vcpu->kemari = NULL;
+}
+
+/* VM ioctls. */
+int kvm_kemari_vm_ioctl(struct kvm *kvm, unsigned int ioctl,
+			unsigned long arg)
+{
+	struct kvm_kemari *kemari = READ_ONCE(kvm->kemari);
+
+	if (ioctl != KVM_KEMARI_RESUME)
+		return -ENOTTY;
+
+	if (!kemari || arg)
+		return -EINVAL;
+
+	/* vCPUs that were kicked and not yet stopped find this and go on. */
+	atomic_set(&kemari->frozen, 0);
+	return 0;
 }

@@ -8,19 +8,88 @@
  *
  * The capability and exit reason numbers are taken from a private range
  * far above the numbers upstream has allocated (238 capabilities and 39
- * exit reasons in Linux 6.12), so that they cannot collide with numbers
- * upstream hands out later.  They would be renumbered to the next free
- * upstream values on submission.
+ * exit reasons in Linux 6.12), and the ioctls use numbers 0xe0 and up,
+ * above the last one upstream uses (0xd5), so that they cannot collide
+ * with numbers upstream hands out later.  They would be renumbered to the
+ * next free upstream values on submission.
  */
 
+#include <linux/ioctl.h>
 #include <linux/types.h>
 
 #define KVM_CAP_KEMARI			0x4b4d0000
 
-/* Reserved for the Kemari synchronisation exit. */
 #define KVM_EXIT_KEMARI_SYNC		0x4b4d0000
 
 /* KVM_ENABLE_CAP(KVM_CAP_KEMARI): flags in args[0]. */
 #define KVM_KEMARI_ENABLE		(1ULL << 0)
+#define KVM_KEMARI_EXEMPT_IRQCHIP	(1ULL << 1)
+
+/* struct kvm_kemari_write: bus. */
+#define KVM_KEMARI_BUS_MMIO		0
+#define KVM_KEMARI_BUS_PIO		1
+#define KVM_KEMARI_BUS_FAST_MMIO	3
+
+/* The most data one pending write can carry (a REP OUTS of 1024 dwords). */
+#define KVM_KEMARI_MAX_DATA		4096
+
+/**
+ * struct kvm_kemari_write - a device write that KVM holds back
+ * @bus: KVM_KEMARI_BUS_*
+ * @len: PIO: bytes per element (1, 2 or 4); MMIO: bytes in all;
+ *	 fast MMIO: 0
+ * @addr: port number or guest physical address of the first byte
+ * @count: PIO: number of elements, all to @addr; MMIO and fast MMIO: 1;
+ *	   0 means that no write is pending
+ * @flags: reserved, 0
+ */
+struct kvm_kemari_write {
+	__u32 bus;
+	__u32 len;
+	__u64 addr;
+	__u32 count;
+	__u32 flags;
+};
+
+/* kvm_run->kemari.reason: why the vCPU stopped (any combination). */
+#define KVM_KEMARI_SYNC_IO_BUS		(1U << 0)
+#define KVM_KEMARI_SYNC_COALESCED	(1U << 1)
+#define KVM_KEMARI_SYNC_PEER		(1U << 2)
+
+/* kvm_run->kemari.flags */
+#define KVM_KEMARI_EXIT_DATA_TRUNCATED	(1U << 0)
+
+#define KVM_KEMARI_INLINE_DATA		64
+
+/**
+ * struct kvm_kemari_exit - kvm_run->kemari for KVM_EXIT_KEMARI_SYNC
+ * @reason: KVM_KEMARI_SYNC_* bits
+ * @flags: KVM_KEMARI_EXIT_DATA_TRUNCATED if @data holds only the first
+ *	   KVM_KEMARI_INLINE_DATA bytes; KVM_KEMARI_GET_PENDING has them all
+ * @write: this vCPU's pending write; @write.count is 0 if there is none
+ * @data: the first bytes of the pending write's data
+ */
+struct kvm_kemari_exit {
+	__u32 reason;
+	__u32 flags;
+	struct kvm_kemari_write write;
+	__u8 data[KVM_KEMARI_INLINE_DATA];
+};
+
+/**
+ * struct kvm_kemari_pending - the pending write, for checkpoints
+ * @write: as in struct kvm_kemari_exit
+ * @data: PIO: @write.count elements of @write.len bytes; MMIO: @write.len
+ *	  bytes; the rest is ignored on input and zero on output
+ */
+struct kvm_kemari_pending {
+	struct kvm_kemari_write write;
+	__u8 data[KVM_KEMARI_MAX_DATA];
+};
+
+/* 0xAE is KVMIO: the ioctls are handled on KVM's file descriptors. */
+#define KVM_KEMARI_GET_PENDING	_IOR(0xAE, 0xe0, struct kvm_kemari_pending)
+#define KVM_KEMARI_SET_PENDING	_IOW(0xAE, 0xe1, struct kvm_kemari_pending)
+#define KVM_KEMARI_RESUME	_IO(0xAE, 0xe2)
 
 #endif /* _UAPI_LINUX_KEMARI_H */

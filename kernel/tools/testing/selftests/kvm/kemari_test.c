@@ -8,17 +8,26 @@
  * ordering of ioctls fails with its own errno and leaves the VM as it was.
  * It also checks that a VMM which keeps marking dirty ring entries as
  * harvested cannot keep KVM_RESET_DIRTY_RINGS in the kernel.
+ *
+ * The sync cases check KVM_EXIT_KEMARI_SYNC: for each kind of in-kernel
+ * device write, the exit comes before the device sees the write, it
+ * describes the write, the write lands exactly once after
+ * KVM_KEMARI_RESUME and the guest goes on after the instruction.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <linux/kemari.h>
 
@@ -347,6 +356,956 @@ static const char *test_dirty_ring_reset_interruptible(void)
 	return NULL;
 }
 
+/* Sync exits. */
+#define PIO_PORT		0xe0
+#define MMIO_GPA		0xc0000000ull
+#define MMIO_DATAMATCH		0x12345678ull
+#define IOAPIC_GPA		0xfec00000ull
+#define REP_OUTS_LEN		100
+
+enum guest_op {
+	OP_NONE,
+	OP_OUT,		/* out of cmd.len bytes of cmd.val to port cmd.addr */
+	OP_MMIO,	/* store of cmd.len bytes of cmd.val at cmd.addr */
+	OP_REP_OUTSB,	/* rep outsb of cmd.count bytes of rep_buf */
+	OP_SPIN,	/* count in spin_counter for ever */
+	OP_HALT,	/* set spin_counter, then cli; hlt */
+	OP_FILL,	/* cmd.count stores of cmd.val + i at cmd.addr */
+};
+
+struct guest_cmd {
+	uint32_t op;
+	uint32_t len;
+	uint64_t addr;
+	uint64_t val;
+	uint32_t count;
+	uint32_t done;		/* commands completed, counted by the guest */
+};
+
+static struct guest_cmd cmd;
+static uint8_t rep_buf[REP_OUTS_LEN];
+static uint64_t spin_counter;
+
+/* RIP right after the instruction that makes the write; see the asm. */
+extern char kemari_after_outb[], kemari_after_movl[];
+
+static noinline void guest_do(uint32_t op, uint32_t len, uint64_t addr,
+			      uint64_t val, uint32_t count)
+{
+	void *src = rep_buf;
+
+	switch (op) {
+	case OP_OUT:
+		if (len == 1)
+			asm volatile("outb %b0, %w1\n\t"
+				     ".globl kemari_after_outb\n"
+				     "kemari_after_outb:"
+				     : : "a"(val), "d"(addr));
+		else if (len == 2)
+			asm volatile("outw %w0, %w1" : : "a"(val), "d"(addr));
+		else
+			outl(addr, val);
+		break;
+	case OP_MMIO:
+		if (len == 1)
+			WRITE_ONCE(*(uint8_t *)addr, val);
+		else if (len == 2)
+			WRITE_ONCE(*(uint16_t *)addr, val);
+		else if (len == 4)
+			asm volatile("movl %k0, (%1)\n\t"
+				     ".globl kemari_after_movl\n"
+				     "kemari_after_movl:"
+				     : : "r"(val), "r"(addr) : "memory");
+		else
+			WRITE_ONCE(*(uint64_t *)addr, val);
+		break;
+	case OP_REP_OUTSB:
+		asm volatile("rep outsb"
+			     : "+S"(src), "+c"(count) : "d"(addr) : "memory");
+		break;
+	case OP_SPIN:
+		for (;;)
+			WRITE_ONCE(spin_counter, READ_ONCE(spin_counter) + 1);
+	case OP_HALT:
+		WRITE_ONCE(spin_counter, 1);
+		for (;;)
+			asm volatile("cli; hlt");
+	case OP_FILL:
+		for (; count; count--, val++)
+			WRITE_ONCE(*(uint64_t *)addr, val);
+		break;
+	}
+}
+
+/* Wait at GUEST_SYNC for the host to set cmd, then carry it out. */
+static void sync_guest_code(void)
+{
+	for (;;) {
+		GUEST_SYNC(READ_ONCE(cmd.done));
+		guest_do(READ_ONCE(cmd.op), READ_ONCE(cmd.len),
+			 READ_ONCE(cmd.addr), READ_ONCE(cmd.val),
+			 READ_ONCE(cmd.count));
+		WRITE_ONCE(cmd.done, READ_ONCE(cmd.done) + 1);
+	}
+}
+
+static void set_cmd(struct kvm_vm *vm, uint32_t op, uint32_t len,
+		    uint64_t addr, uint64_t val, uint32_t count)
+{
+	struct guest_cmd *c = addr_gva2hva(vm, (vm_vaddr_t)&cmd);
+
+	c->op = op;
+	c->len = len;
+	c->addr = addr;
+	c->val = val;
+	c->count = count;
+}
+
+static uint32_t cmds_done(struct kvm_vm *vm)
+{
+	return READ_ONCE(((struct guest_cmd *)addr_gva2hva(vm, (vm_vaddr_t)&cmd))->done);
+}
+
+/* Run to the guest's next GUEST_SYNC, which reports cmd.done. */
+static void run_to_sync(struct kvm_vcpu *vcpu, uint64_t done)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_SYNC:
+		TEST_ASSERT_EQ(uc.args[1], done);
+		break;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	default:
+		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+	}
+}
+
+static struct kvm_vm *kemari_vm_create(uint64_t flags, int nr_vcpus,
+				       struct kvm_vcpu **vcpus)
+{
+	struct kvm_vm *vm = vm_create(nr_vcpus);
+	int i;
+
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, flags, 0, 0, 0), 0);
+	for (i = 0; i < nr_vcpus; i++)
+		vcpus[i] = vm_vcpu_add(vm, i, sync_guest_code);
+	virt_map(vm, MMIO_GPA, MMIO_GPA, 1);
+	virt_map(vm, IOAPIC_GPA, IOAPIC_GPA, 1);
+	return vm;
+}
+
+static int add_ioeventfd(struct kvm_vm *vm, uint64_t addr, uint32_t len,
+			 bool pio, bool datamatch)
+{
+	struct kvm_ioeventfd io = {
+		.addr = addr,
+		.len = len,
+		.datamatch = MMIO_DATAMATCH,
+		.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+			 (datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0),
+	};
+
+	io.fd = eventfd(0, EFD_NONBLOCK);
+	TEST_ASSERT(io.fd >= 0, "eventfd");
+	vm_ioctl(vm, KVM_IOEVENTFD, &io);
+	return io.fd;
+}
+
+/* The eventfd's counter, which reading resets to 0. */
+static uint64_t eventfd_count(int fd)
+{
+	uint64_t n;
+
+	if (read(fd, &n, sizeof(n)) == sizeof(n))
+		return n;
+	TEST_ASSERT(errno == EAGAIN, "eventfd read: %s", strerror(errno));
+	return 0;
+}
+
+static uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
+{
+	struct kvm_stats_header header;
+	struct kvm_stats_desc *descs, *d;
+	int fd = vcpu_get_stats_fd(vcpu);
+	uint64_t data = -1ull;
+	int i;
+
+	read_stats_header(fd, &header);
+	descs = read_stats_descriptors(fd, &header);
+	for (i = 0; i < header.num_desc; i++) {
+		d = get_stats_descriptor(descs, i, &header);
+		if (!strcmp(d->name, name)) {
+			read_stat_data(fd, &header, d, &data, 1);
+			break;
+		}
+	}
+	free(descs);
+	close(fd);
+	TEST_ASSERT(data != -1ull, "no vCPU stat %s", name);
+	return data;
+}
+
+static void kemari_resume(struct kvm_vm *vm)
+{
+	vm_ioctl(vm, KVM_KEMARI_RESUME, NULL);
+}
+
+/* Run @vcpu and expect a sync exit for @reason with no other bits. */
+static struct kvm_kemari_exit *run_to_kemari(struct kvm_vcpu *vcpu,
+					     uint32_t reason)
+{
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_KEMARI_SYNC);
+	TEST_ASSERT(vcpu->run->kemari.reason == reason,
+		    "sync reason %#x, want %#x", vcpu->run->kemari.reason, reason);
+	return &vcpu->run->kemari;
+}
+
+static void assert_pending(const struct kvm_kemari_write *w, uint32_t bus,
+			   uint64_t addr, uint32_t len, uint32_t count)
+{
+	TEST_ASSERT(w->bus == bus && w->addr == addr && w->len == len &&
+		    w->count == count && !w->flags,
+		    "pending write bus %u addr %#llx len %u count %u flags %#x, want bus %u addr %#lx len %u count %u",
+		    w->bus, w->addr, w->len, w->count, w->flags, bus, addr, len,
+		    count);
+}
+
+struct ioeventfd_case {
+	const char *name;
+	uint32_t op, len;
+	bool pio, datamatch;
+	uint32_t fd_len;	/* 0: a fast MMIO (any length) ioeventfd */
+	uint64_t val;
+	uint64_t addr;
+};
+
+static const struct ioeventfd_case ioeventfd_cases[] = {
+	{ "pio1", OP_OUT, 1, true, false, 1, 0x5a, PIO_PORT },
+	{ "pio2", OP_OUT, 2, true, false, 2, 0x5a5b, PIO_PORT },
+	{ "pio4", OP_OUT, 4, true, false, 4, 0x5a5b5c5d, PIO_PORT },
+	{ "mmio1", OP_MMIO, 1, false, false, 1, 0xa5, MMIO_GPA },
+	{ "mmio4", OP_MMIO, 4, false, false, 4, 0xa5a6a7a8, MMIO_GPA },
+	{ "mmio8", OP_MMIO, 8, false, false, 8, 0x0102030405060708, MMIO_GPA },
+	{ "mmio4_datamatch", OP_MMIO, 4, false, true, 4, MMIO_DATAMATCH, MMIO_GPA },
+	{ "fast_mmio", OP_MMIO, 4, false, false, 0, 0xfeedf00d, MMIO_GPA + 8 },
+};
+
+/*
+ * One write to an ioeventfd: the sync exit comes first and describes
+ * the write, the eventfd fires only after KVM_KEMARI_RESUME, once, and the
+ * guest goes on after the instruction.
+ */
+static void check_ioeventfd_case(const struct ioeventfd_case *c)
+{
+	uint64_t held, completed;
+	struct kvm_kemari_exit *e;
+	struct kvm_vcpu *vcpu;
+	struct kvm_regs regs;
+	struct kvm_vm *vm;
+	int fd;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	fd = add_ioeventfd(vm, c->addr, c->fd_len, c->pio, c->datamatch);
+	run_to_sync(vcpu, 0);
+	set_cmd(vm, c->op, c->len, c->addr, c->val, 0);
+	held = vcpu_stat(vcpu, "kemari_writes_held");
+	completed = vcpu_stat(vcpu, "kemari_writes_completed");
+
+	e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	TEST_ASSERT(!e->flags, "%s: exit flags %#x", c->name, e->flags);
+	if (c->fd_len) {
+		assert_pending(&e->write, c->pio ? KVM_KEMARI_BUS_PIO :
+			       KVM_KEMARI_BUS_MMIO, c->addr, c->len, 1);
+		TEST_ASSERT(!memcmp(e->data, &c->val, c->len),
+			    "%s: exit data differs", c->name);
+	} else if (e->write.bus == KVM_KEMARI_BUS_FAST_MMIO) {
+		/* VMX: EPT misconfig, no data. */
+		assert_pending(&e->write, KVM_KEMARI_BUS_FAST_MMIO, c->addr, 0, 1);
+	} else {
+		/* SVM: emulated, the length-0 ioeventfd is on the MMIO bus too. */
+		assert_pending(&e->write, KVM_KEMARI_BUS_MMIO, c->addr, c->len, 1);
+	}
+	TEST_ASSERT(eventfd_count(fd) == 0, "%s: device saw the write before the sync", c->name);
+	TEST_ASSERT_EQ(cmds_done(vm), 0);
+	TEST_ASSERT_EQ(vcpu_stat(vcpu, "kemari_writes_held"), held + 1);
+
+	/* The instruction has retired: RIP is past it. */
+	vcpu_regs_get(vcpu, &regs);
+	if (c->op == OP_OUT && c->len == 1)
+		TEST_ASSERT_EQ(regs.rip, (uint64_t)kemari_after_outb);
+	if (c->op == OP_MMIO && c->len == 4)
+		TEST_ASSERT_EQ(regs.rip, (uint64_t)kemari_after_movl);
+
+	kemari_resume(vm);
+	run_to_sync(vcpu, 1);
+	TEST_ASSERT(eventfd_count(fd) == 1, "%s: write did not land exactly once", c->name);
+	TEST_ASSERT_EQ(vcpu_stat(vcpu, "kemari_writes_completed"), completed + 1);
+
+	/* Nothing is pending any more. */
+	set_cmd(vm, OP_NONE, 0, 0, 0, 0);
+	run_to_sync(vcpu, 2);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+static const char *test_sync_ioeventfd(void)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(ioeventfd_cases); i++)
+		check_ioeventfd_case(&ioeventfd_cases[i]);
+	return NULL;
+}
+
+/*
+ * A write that no device takes when it is completed (here: a datamatch
+ * that differs) still syncs, because a device is registered there, and
+ * then reaches userspace as the KVM_EXIT_MMIO it would have been.
+ */
+static const char *test_sync_datamatch_miss(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint32_t val = 0xbad;
+	int fd;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	fd = add_ioeventfd(vm, MMIO_GPA, 4, false, true);
+	run_to_sync(vcpu, 0);
+	set_cmd(vm, OP_MMIO, 4, MMIO_GPA, val, 0);
+	run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	kemari_resume(vm);
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MMIO);
+	TEST_ASSERT(vcpu->run->mmio.is_write && vcpu->run->mmio.len == 4 &&
+		    vcpu->run->mmio.phys_addr == MMIO_GPA &&
+		    !memcmp(vcpu->run->mmio.data, &val, 4),
+		    "KVM_EXIT_MMIO does not describe the write");
+	run_to_sync(vcpu, 1);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+	close(fd);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * REP OUTSB to an ioeventfd: all elements are one pending write, the
+ * exit carries the first KVM_KEMARI_INLINE_DATA bytes and
+ * KVM_KEMARI_GET_PENDING all of them.
+ */
+static const char *test_sync_rep_outs(void)
+{
+	struct kvm_kemari_pending *p = calloc(1, sizeof(*p));
+	struct kvm_kemari_exit *e;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint8_t *buf;
+	int fd, i;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	buf = addr_gva2hva(vm, (vm_vaddr_t)rep_buf);
+	for (i = 0; i < REP_OUTS_LEN; i++)
+		buf[i] = i * 7 + 1;
+	run_to_sync(vcpu, 0);
+	set_cmd(vm, OP_REP_OUTSB, 1, PIO_PORT, 0, REP_OUTS_LEN);
+
+	e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	assert_pending(&e->write, KVM_KEMARI_BUS_PIO, PIO_PORT, 1, REP_OUTS_LEN);
+	TEST_ASSERT_EQ(e->flags, KVM_KEMARI_EXIT_DATA_TRUNCATED);
+	TEST_ASSERT(!memcmp(e->data, buf, KVM_KEMARI_INLINE_DATA), "inline data");
+	vcpu_ioctl(vcpu, KVM_KEMARI_GET_PENDING, p);
+	assert_pending(&p->write, KVM_KEMARI_BUS_PIO, PIO_PORT, 1, REP_OUTS_LEN);
+	TEST_ASSERT(!memcmp(p->data, buf, REP_OUTS_LEN), "pending data");
+	for (i = REP_OUTS_LEN; i < KVM_KEMARI_MAX_DATA; i++)
+		TEST_ASSERT_EQ(p->data[i], 0);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+
+	kemari_resume(vm);
+	run_to_sync(vcpu, 1);
+	TEST_ASSERT_EQ(eventfd_count(fd), REP_OUTS_LEN);
+	close(fd);
+	free(p);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/* In-kernel devices: PIT, PIC and IOAPIC, synced unless exempted. */
+struct irqchip_case {
+	const char *name;
+	uint32_t op, len;
+	uint64_t addr, val;
+	uint32_t bus;
+	/* Reads back the device register the write sets, to @want. */
+	uint64_t (*read)(struct kvm_vm *vm);
+	uint64_t want;
+};
+
+static uint64_t pit_ch0_mode(struct kvm_vm *vm)
+{
+	struct kvm_pit_state2 s;
+
+	vm_ioctl(vm, KVM_GET_PIT2, &s);
+	return s.channels[0].mode;
+}
+
+static uint64_t pic_master_imr(struct kvm_vm *vm)
+{
+	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
+
+	vm_ioctl(vm, KVM_GET_IRQCHIP, &chip);
+	return chip.chip.pic.imr;
+}
+
+static uint64_t ioapic_ioregsel(struct kvm_vm *vm)
+{
+	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_IOAPIC };
+
+	vm_ioctl(vm, KVM_GET_IRQCHIP, &chip);
+	return chip.chip.ioapic.ioregsel;
+}
+
+static const struct irqchip_case irqchip_cases[] = {
+	/* Channel 0, lobyte/hibyte, mode 2. */
+	{ "pit", OP_OUT, 1, 0x43, 0x34, KVM_KEMARI_BUS_PIO, pit_ch0_mode, 2 },
+	{ "pic", OP_OUT, 1, 0x21, 0xa5, KVM_KEMARI_BUS_PIO, pic_master_imr, 0xa5 },
+	{ "ioapic", OP_MMIO, 4, IOAPIC_GPA, 0x12, KVM_KEMARI_BUS_MMIO,
+	  ioapic_ioregsel, 0x12 },
+};
+
+static void check_irqchip(bool exempt)
+{
+	const struct irqchip_case *c;
+	struct kvm_pit_config pit = { 0 };
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint64_t before;
+	int i, done = 0, fd;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE |
+			      (exempt ? KVM_KEMARI_EXEMPT_IRQCHIP : 0), 1, &vcpu);
+	vm_ioctl(vm, KVM_CREATE_PIT2, &pit);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	run_to_sync(vcpu, done);
+
+	for (i = 0; i < ARRAY_SIZE(irqchip_cases); i++) {
+		c = &irqchip_cases[i];
+		before = c->read(vm);
+		TEST_ASSERT(before != c->want, "%s: register already %#lx", c->name, before);
+		set_cmd(vm, c->op, c->len, c->addr, c->val, 0);
+		if (!exempt) {
+			struct kvm_kemari_exit *e;
+
+			e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+			assert_pending(&e->write, c->bus, c->addr, c->len, 1);
+			TEST_ASSERT(c->read(vm) == before,
+				    "%s: device saw the write before the sync", c->name);
+			kemari_resume(vm);
+		}
+		run_to_sync(vcpu, ++done);
+		TEST_ASSERT(c->read(vm) == c->want, "%s: register %#lx, want %#lx",
+			    c->name, c->read(vm), c->want);
+	}
+
+	/* The exemption does not extend to other devices. */
+	set_cmd(vm, OP_OUT, 1, PIO_PORT, 1, 0);
+	run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	kemari_resume(vm);
+	run_to_sync(vcpu, ++done);
+	TEST_ASSERT_EQ(eventfd_count(fd), 1);
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+static const char *test_sync_irqchip(void)
+{
+	check_irqchip(false);
+	return NULL;
+}
+
+static const char *test_sync_irqchip_exempt(void)
+{
+	check_irqchip(true);
+	return NULL;
+}
+
+/* Without Kemari an ioeventfd write never stops the vCPU. */
+static const char *test_sync_off(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int fd, i;
+
+	vm = vm_create_with_one_vcpu(&vcpu, sync_guest_code);
+	virt_map(vm, MMIO_GPA, MMIO_GPA, 1);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	run_to_sync(vcpu, 0);
+	set_cmd(vm, OP_OUT, 1, PIO_PORT, 1, 0);
+	for (i = 1; i <= 3; i++) {
+		run_to_sync(vcpu, i);
+		TEST_ASSERT_EQ(eventfd_count(fd), 1);
+	}
+	TEST_ASSERT_EQ(__vcpu_ioctl(vcpu, KVM_KEMARI_GET_PENDING,
+				    (struct kvm_kemari_pending *)NULL), -1);
+	TEST_ASSERT_EQ(errno, EINVAL);
+	TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), -1);
+	TEST_ASSERT_EQ(errno, EINVAL);
+	close(fd);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/* From a GUEST_SYNC, stop at a sync point for an OUT to the PIO ioeventfd. */
+static void stop_at_pio_sync(struct kvm_vm *vm, struct kvm_vcpu *vcpu, int fd)
+{
+	set_cmd(vm, OP_OUT, 1, PIO_PORT, 0x77, 0);
+	run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+}
+
+static void sigusr1_handler(int sig)
+{
+}
+
+/*
+ * The pending write lands exactly once whatever happens between the sync
+ * exit and the guest's next instruction: immediate_exit, a pending signal,
+ * KVM_RUN before KVM_KEMARI_RESUME, GET/SET_REGS.
+ */
+static const char *test_sync_exactly_once(void)
+{
+	struct {
+		struct kvm_signal_mask m;
+		sigset_t set;
+	} mask = { .m.len = 8 };
+	struct kvm_vcpu *vcpu;
+	struct kvm_regs regs;
+	struct kvm_vm *vm;
+	sigset_t usr1, old;
+	int fd, sig;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+
+	/* KVM_RUN while still frozen: another sync exit, nothing lands. */
+	run_to_sync(vcpu, 0);
+	stop_at_pio_sync(vm, vcpu, fd);
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_KEMARI_SYNC);
+	TEST_ASSERT_EQ(vcpu->run->kemari.reason,
+		       KVM_KEMARI_SYNC_IO_BUS | KVM_KEMARI_SYNC_PEER);
+	assert_pending(&vcpu->run->kemari.write, KVM_KEMARI_BUS_PIO, PIO_PORT, 1, 1);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+
+	/* immediate_exit while frozen: EINTR, and still nothing lands. */
+	vcpu->run->immediate_exit = 1;
+	TEST_ASSERT_EQ(__vcpu_run(vcpu), -1);
+	TEST_ASSERT_EQ(errno, EINTR);
+	vcpu->run->immediate_exit = 0;
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+
+	/* immediate_exit completes the write without running the guest. */
+	kemari_resume(vm);
+	vcpu->run->immediate_exit = 1;
+	TEST_ASSERT_EQ(__vcpu_run(vcpu), -1);
+	TEST_ASSERT_EQ(errno, EINTR);
+	vcpu->run->immediate_exit = 0;
+	TEST_ASSERT_EQ(eventfd_count(fd), 1);
+	TEST_ASSERT_EQ(cmds_done(vm), 0);
+	run_to_sync(vcpu, 1);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+
+	/* A signal pending at re-entry: KVM_RUN fails with EINTR, once. */
+	stop_at_pio_sync(vm, vcpu, fd);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	signal(SIGUSR1, sigusr1_handler);
+	pthread_sigmask(SIG_BLOCK, &usr1, &old);
+	sigemptyset(&mask.set);
+	vcpu_ioctl(vcpu, KVM_SET_SIGNAL_MASK, &mask.m);
+	pthread_kill(pthread_self(), SIGUSR1);
+	kemari_resume(vm);
+	TEST_ASSERT_EQ(__vcpu_run(vcpu), -1);
+	TEST_ASSERT_EQ(errno, EINTR);
+	TEST_ASSERT_EQ(eventfd_count(fd), 1);
+	TEST_ASSERT_EQ(sigwait(&usr1, &sig), 0);
+	vcpu_ioctl(vcpu, KVM_SET_SIGNAL_MASK, (struct kvm_signal_mask *)NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	signal(SIGUSR1, SIG_DFL);
+	run_to_sync(vcpu, 2);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+
+	/* Registers read and written back while stopped change nothing. */
+	stop_at_pio_sync(vm, vcpu, fd);
+	vcpu_regs_get(vcpu, &regs);
+	vcpu_regs_set(vcpu, &regs);
+	kemari_resume(vm);
+	run_to_sync(vcpu, 3);
+	TEST_ASSERT_EQ(eventfd_count(fd), 1);
+
+	/* Closing the VM with a write pending drops it and leaks nothing. */
+	stop_at_pio_sync(vm, vcpu, fd);
+	kvm_vm_free(vm);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+	close(fd);
+	return NULL;
+}
+
+/*
+ * A checkpoint taken at a sync exit, restored into a new VM, completes
+ * the pending write there exactly once, and the original never does.
+ */
+static const char *test_sync_restore(void)
+{
+	struct kvm_kemari_pending *p = calloc(1, sizeof(*p));
+	struct kvm_vcpu *vcpu, *vcpu2;
+	struct kvm_x86_state *state;
+	struct kvm_vm *vm, *vm2;
+	int fd, fd2;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	run_to_sync(vcpu, 0);
+	stop_at_pio_sync(vm, vcpu, fd);
+	state = vcpu_save_state(vcpu);
+	vcpu_ioctl(vcpu, KVM_KEMARI_GET_PENDING, p);
+	assert_pending(&p->write, KVM_KEMARI_BUS_PIO, PIO_PORT, 1, 1);
+	TEST_ASSERT_EQ(p->data[0], 0x77);
+
+	vm2 = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu2);
+	fd2 = add_ioeventfd(vm2, PIO_PORT, 1, true, false);
+	memcpy(addr_gpa2hva(vm2, 0), addr_gpa2hva(vm, 0),
+	       vm_get_mem_region(vm, MEM_REGION_CODE)->region.memory_size);
+	vcpu_load_state(vcpu2, state);
+	vcpu_ioctl(vcpu2, KVM_KEMARI_SET_PENDING, p);
+	/* A second restore on top of a pending write is refused. */
+	TEST_ASSERT_EQ(__vcpu_ioctl(vcpu2, KVM_KEMARI_SET_PENDING, p), -1);
+	TEST_ASSERT_EQ(errno, EBUSY);
+
+	/*
+	 * The guest goes on to its next GUEST_SYNC.  get_ucall() cannot read
+	 * that: the copied ucall pool holds host addresses in the first VM.
+	 * The command count in guest memory tells that the guest went on.
+	 */
+	vcpu_run(vcpu2);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu2, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(vcpu2->run->io.port, 0x1000 /* UCALL_PIO_PORT */);
+	TEST_ASSERT_EQ(cmds_done(vm2), 1);
+	TEST_ASSERT_EQ(eventfd_count(fd2), 1);
+	/* Its next OUT is a sync point of its own. */
+	run_to_kemari(vcpu2, KVM_KEMARI_SYNC_IO_BUS);
+	TEST_ASSERT_EQ(eventfd_count(fd2), 0);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+
+	kvm_x86_state_cleanup(state);
+	close(fd);
+	close(fd2);
+	kvm_vm_free(vm2);
+	kvm_vm_free(vm);
+	free(p);
+	return NULL;
+}
+
+/* Garbage for KVM_KEMARI_SET_PENDING, each with its errno. */
+static const struct {
+	struct kvm_kemari_write w;
+	int err;
+} bad_pending[] = {
+	{ { .bus = 2, .len = 1, .count = 1 }, EINVAL },
+	{ { .bus = 7, .len = 1, .count = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_PIO, .len = 3, .count = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_PIO, .len = 0, .count = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_PIO, .len = 4, .addr = 0xfffe, .count = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_PIO, .len = 1, .addr = 0x10000, .count = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_PIO, .len = 4, .count = 1025 }, E2BIG },
+	{ { .bus = KVM_KEMARI_BUS_PIO, .len = 1, .count = 1, .flags = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_MMIO, .len = 4, .count = 2 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_MMIO, .len = 0, .count = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_MMIO, .len = 8, .addr = -4ull, .count = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_MMIO, .len = KVM_KEMARI_MAX_DATA + 1, .count = 1 }, E2BIG },
+	{ { .bus = KVM_KEMARI_BUS_FAST_MMIO, .len = 4, .count = 1 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_FAST_MMIO, .len = 0, .count = 2 }, EINVAL },
+	{ { .bus = KVM_KEMARI_BUS_PIO, .len = 1, .count = 0 }, EINVAL },
+};
+
+/*
+ * Every malformed pending write is refused with its errno and changes
+ * nothing; a well-formed one then still works.
+ */
+static const char *test_sync_bad_pending(void)
+{
+	struct kvm_kemari_pending *p = calloc(1, sizeof(*p));
+	struct kvm_kemari_pending *q = calloc(1, sizeof(*q));
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int i, r, fd;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	run_to_sync(vcpu, 0);
+
+	for (i = 0; i < ARRAY_SIZE(bad_pending); i++) {
+		p->write = bad_pending[i].w;
+		r = __vcpu_ioctl(vcpu, KVM_KEMARI_SET_PENDING, p);
+		TEST_ASSERT(r == -1 && errno == bad_pending[i].err,
+			    "bad pending write %d: r=%d errno=%d, want %d", i,
+			    r, errno, bad_pending[i].err);
+		vcpu_ioctl(vcpu, KVM_KEMARI_GET_PENDING, q);
+		TEST_ASSERT_EQ(q->write.count, 0);
+	}
+	TEST_ASSERT_EQ(__vcpu_ioctl(vcpu, KVM_KEMARI_SET_PENDING,
+				    (struct kvm_kemari_pending *)8), -1);
+	TEST_ASSERT_EQ(errno, EFAULT);
+	TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, (void *)1), -1);
+	TEST_ASSERT_EQ(errno, EINVAL);
+
+	/* A valid one lands on the next KVM_RUN, before the guest runs. */
+	memset(p, 0, sizeof(*p));
+	p->write = (struct kvm_kemari_write) {
+		.bus = KVM_KEMARI_BUS_PIO, .len = 1, .addr = PIO_PORT, .count = 3,
+	};
+	vcpu_ioctl(vcpu, KVM_KEMARI_SET_PENDING, p);
+	/* Setting count 0 discards it ... */
+	memset(p, 0, sizeof(*p));
+	vcpu_ioctl(vcpu, KVM_KEMARI_SET_PENDING, p);
+	vcpu_ioctl(vcpu, KVM_KEMARI_GET_PENDING, q);
+	TEST_ASSERT_EQ(q->write.count, 0);
+	/* ... and another can be set. */
+	p->write = (struct kvm_kemari_write) {
+		.bus = KVM_KEMARI_BUS_PIO, .len = 1, .addr = PIO_PORT, .count = 3,
+	};
+	vcpu_ioctl(vcpu, KVM_KEMARI_SET_PENDING, p);
+	set_cmd(vm, OP_NONE, 0, 0, 0, 0);
+	run_to_sync(vcpu, 1);
+	TEST_ASSERT_EQ(eventfd_count(fd), 3);
+
+	close(fd);
+	kvm_vm_free(vm);
+	free(p);
+	free(q);
+	return NULL;
+}
+
+/* A second vCPU, run by a thread of its own, one KVM_RUN per go. */
+struct peer {
+	struct kvm_vcpu *vcpu;
+	sem_t go, done;
+	bool quit;
+	int ret;
+	uint32_t exit_reason, reason;
+};
+
+static void *peer_thread(void *arg)
+{
+	struct peer *p = arg;
+
+	for (;;) {
+		sem_wait(&p->go);
+		if (READ_ONCE(p->quit))
+			return NULL;
+		p->ret = __vcpu_run(p->vcpu);
+		p->exit_reason = p->vcpu->run->exit_reason;
+		p->reason = p->vcpu->run->kemari.reason;
+		sem_post(&p->done);
+	}
+}
+
+/* Wait for the peer's KVM_RUN to return: it must stop on its own. */
+static void peer_wait_stopped(struct peer *p)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 20;
+	TEST_ASSERT(!sem_timedwait(&p->done, &ts), "peer vCPU did not stop");
+	TEST_ASSERT(p->ret == 0 && p->exit_reason == KVM_EXIT_KEMARI_SYNC &&
+		    p->reason == KVM_KEMARI_SYNC_PEER,
+		    "peer: ret %d exit %u reason %#x, want a peer sync exit",
+		    p->ret, p->exit_reason, p->reason);
+}
+
+static uint64_t spin_count(struct kvm_vm *vm)
+{
+	return READ_ONCE(*(uint64_t *)addr_gva2hva(vm, (vm_vaddr_t)&spin_counter));
+}
+
+/*
+ * One vCPU's sync point freezes the other, whether it is running guest
+ * code (OP_SPIN) or halted (OP_HALT): it returns with a peer sync exit,
+ * runs no guest code until KVM_KEMARI_RESUME, and then goes on.
+ */
+static void check_peer(uint32_t peer_op)
+{
+	struct kvm_vcpu *vcpus[2];
+	struct peer p = { 0 };
+	struct kvm_mp_state mp;
+	struct kvm_vm *vm;
+	pthread_t thread;
+	uint64_t c;
+	int fd, i;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 2, vcpus);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	p.vcpu = vcpus[1];
+	sem_init(&p.go, 0, 0);
+	sem_init(&p.done, 0, 0);
+
+	/* vCPU 1 reaches its command, then spins or halts in the guest. */
+	run_to_sync(vcpus[1], 0);
+	set_cmd(vm, peer_op, 0, 0, 0, 0);
+	pthread_create(&thread, NULL, peer_thread, &p);
+	sem_post(&p.go);
+	while (!spin_count(vm))
+		usleep(1000);
+	/* Give a halting peer the time to block in the kernel. */
+	if (peer_op == OP_HALT)
+		usleep(100 * 1000);
+
+	/* vCPU 0 finds the command that vCPU 1 took: an OUT to the eventfd. */
+	run_to_sync(vcpus[0], 0);
+	set_cmd(vm, OP_OUT, 1, PIO_PORT, 1, 0);
+	run_to_kemari(vcpus[0], KVM_KEMARI_SYNC_IO_BUS);
+	peer_wait_stopped(&p);
+	if (peer_op == OP_HALT) {
+		vcpu_ioctl(vcpus[1], KVM_GET_MP_STATE, &mp);
+		TEST_ASSERT_EQ(mp.mp_state, KVM_MP_STATE_HALTED);
+	}
+
+	/* Frozen: no guest code runs, even when the peer is re-entered. */
+	c = spin_count(vm);
+	for (i = 0; i < 2; i++) {
+		usleep(20 * 1000);
+		sem_post(&p.go);
+		peer_wait_stopped(&p);
+	}
+	TEST_ASSERT_EQ(spin_count(vm), c);
+	TEST_ASSERT_EQ(eventfd_count(fd), 0);
+	TEST_ASSERT(vcpu_stat(vcpus[1], "kemari_sync_peer") >= 3,
+		    "peer syncs not counted");
+
+	/* Resumed, both go on; a second sync point freezes the peer again. */
+	kemari_resume(vm);
+	sem_post(&p.go);
+	set_cmd(vm, OP_OUT, 1, PIO_PORT, 2, 0);
+	run_to_sync(vcpus[0], 1);
+	TEST_ASSERT_EQ(eventfd_count(fd), 1);
+	if (peer_op == OP_SPIN) {
+		for (i = 0; i < 5000 && spin_count(vm) == c; i++)
+			usleep(1000);
+		TEST_ASSERT(spin_count(vm) != c, "peer did not run after resume");
+	}
+	run_to_kemari(vcpus[0], KVM_KEMARI_SYNC_IO_BUS);
+	peer_wait_stopped(&p);
+
+	WRITE_ONCE(p.quit, true);
+	sem_post(&p.go);
+	pthread_join(thread, NULL);
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+static const char *test_sync_peer_running(void)
+{
+	check_peer(OP_SPIN);
+	return NULL;
+}
+
+static const char *test_sync_peer_halted(void)
+{
+	check_peer(OP_HALT);
+	return NULL;
+}
+
+/* Coalesced MMIO: the ring is flushed only after a sync point. */
+#define COALESCED_GPA		(MMIO_GPA + 0x100)
+
+static uint32_t ring_used(struct kvm_coalesced_mmio_ring *ring, uint32_t size)
+{
+	return (READ_ONCE(ring->last) + size - READ_ONCE(ring->first)) % size;
+}
+
+/*
+ * A few coalesced writes, then a ucall: the KVM_EXIT_IO comes after a
+ * coalesced flush sync.  Then, for every ring start index, the guest fills
+ * the ring and makes one more write, which the full ring refuses: the exit
+ * to userspace for it first comes as a coalesced flush sync, with the ring
+ * full, and the KVM_EXIT_MMIO follows on the next KVM_RUN.
+ */
+static const char *test_sync_coalesced(void)
+{
+	uint32_t size = (getpagesize() - sizeof(struct kvm_coalesced_mmio_ring)) /
+			sizeof(struct kvm_coalesced_mmio);
+	struct kvm_coalesced_mmio_ring *ring;
+	struct kvm_kemari_exit *e;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint32_t start, i, idx, done = 0;
+	uint64_t val, got;
+
+	if (!kvm_has_cap(KVM_CAP_COALESCED_MMIO))
+		return "no KVM_CAP_COALESCED_MMIO";
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	kvm_vm_register_coalesced_io(vm, COALESCED_GPA, 8, false);
+	ring = (void *)vcpu->run + getpagesize() * KVM_COALESCED_MMIO_PAGE_OFFSET;
+	run_to_sync(vcpu, done);
+
+	set_cmd(vm, OP_FILL, 8, COALESCED_GPA, 42, 3);
+	e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_COALESCED);
+	TEST_ASSERT_EQ(e->write.count, 0);
+	TEST_ASSERT_EQ(ring_used(ring, size), 3);
+	kemari_resume(vm);
+	run_to_sync(vcpu, ++done);
+	WRITE_ONCE(ring->first, READ_ONCE(ring->last));
+
+	/* No new entries: no sync. */
+	set_cmd(vm, OP_NONE, 0, 0, 0, 0);
+	run_to_sync(vcpu, ++done);
+
+	for (start = 0; start < size; start++) {
+		val = start * 1000;
+		WRITE_ONCE(ring->first, start);
+		WRITE_ONCE(ring->last, start);
+		set_cmd(vm, OP_FILL, 8, COALESCED_GPA, val, size);
+
+		e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_COALESCED);
+		TEST_ASSERT_EQ(e->write.count, 0);
+		TEST_ASSERT(ring_used(ring, size) == size - 1,
+			    "start %u: ring holds %u entries at the sync, want %u",
+			    start, ring_used(ring, size), size - 1);
+		kemari_resume(vm);
+
+		vcpu_run(vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MMIO);
+		memcpy(&got, vcpu->run->mmio.data, 8);
+		TEST_ASSERT(vcpu->run->mmio.is_write &&
+			    vcpu->run->mmio.phys_addr == COALESCED_GPA &&
+			    got == val + size - 1,
+			    "start %u: KVM_EXIT_MMIO of %#lx, want %#lx", start,
+			    got, val + size - 1);
+		for (i = 0; i < size - 1; i++) {
+			idx = (start + i) % size;
+			TEST_ASSERT_EQ(*(uint64_t *)ring->coalesced_mmio[idx].data,
+				       val + i);
+		}
+		WRITE_ONCE(ring->first, READ_ONCE(ring->last));
+		run_to_sync(vcpu, ++done);
+	}
+	TEST_ASSERT(vcpu_stat(vcpu, "kemari_sync_coalesced") == size + 1,
+		    "kemari_sync_coalesced %lu, want %u",
+		    vcpu_stat(vcpu, "kemari_sync_coalesced"), size + 1);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
 struct kemari_testcase {
 	const char *name;
 	/* Returns NULL if the case passed, or why it was skipped. */
@@ -362,6 +1321,18 @@ static const struct kemari_testcase testcases[] = {
 	{ "bad_args_after_vcpu", test_bad_args_after_vcpu },
 	{ "protected_vm", test_protected_vm },
 	{ "dirty_ring_reset_interruptible", test_dirty_ring_reset_interruptible },
+	{ "sync_ioeventfd", test_sync_ioeventfd },
+	{ "sync_datamatch_miss", test_sync_datamatch_miss },
+	{ "sync_rep_outs", test_sync_rep_outs },
+	{ "sync_irqchip", test_sync_irqchip },
+	{ "sync_irqchip_exempt", test_sync_irqchip_exempt },
+	{ "sync_off", test_sync_off },
+	{ "sync_exactly_once", test_sync_exactly_once },
+	{ "sync_restore", test_sync_restore },
+	{ "sync_bad_pending", test_sync_bad_pending },
+	{ "sync_peer_running", test_sync_peer_running },
+	{ "sync_peer_halted", test_sync_peer_halted },
+	{ "sync_coalesced", test_sync_coalesced },
 };
 
 int main(int argc, char *argv[])

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+#undef TRACE_SYSTEM
+#define TRACE_SYSTEM kemari
+
+#if !defined(_TRACE_KEMARI_H) || defined(TRACE_HEADER_MULTI_READ)
+#define _TRACE_KEMARI_H
+
+#include <linux/tracepoint.h>
+#include <linux/kemari.h>
+
+#define kemari_sync_reasons					\
+	{ KVM_KEMARI_SYNC_IO_BUS,	"io_bus" },		\
+	{ KVM_KEMARI_SYNC_COALESCED,	"coalesced" },		\
+	{ KVM_KEMARI_SYNC_PEER,		"peer" }
+
+#define kemari_buses						\
+	{ KVM_KEMARI_BUS_MMIO,		"mmio" },		\
+	{ KVM_KEMARI_BUS_PIO,		"pio" },		\
+	{ KVM_KEMARI_BUS_FAST_MMIO,	"fast_mmio" }
+
+/* A vCPU returns to userspace with KVM_EXIT_KEMARI_SYNC. */
+TRACE_EVENT(kemari_sync,
+	TP_PROTO(unsigned int vcpu_id, u32 reason,
+		 const struct kvm_kemari_write *w),
+	TP_ARGS(vcpu_id, reason, w),
+
+	TP_STRUCT__entry(
+		__field(unsigned int,	vcpu_id)
+		__field(u32,		reason)
+		__field(u32,		bus)
+		__field(u32,		len)
+		__field(u64,		addr)
+		__field(u32,		count)
+	),
+
+	TP_fast_assign(
+		__entry->vcpu_id	= vcpu_id;
+		__entry->reason		= reason;
+		__entry->bus		= w->bus;
+		__entry->len		= w->len;
+		__entry->addr		= w->addr;
+		__entry->count		= w->count;
+	),
+
+	TP_printk("vcpu %u reason %s pending %s addr 0x%llx len %u count %u",
+		  __entry->vcpu_id,
+		  __print_flags(__entry->reason, "|", kemari_sync_reasons),
+		  __print_symbolic(__entry->bus, kemari_buses),
+		  __entry->addr, __entry->len, __entry->count)
+);
+
+/*
+ * A held write reached the devices on re-entry; @unclaimed is the number
+ * of elements no device took, which go to userspace instead.
+ */
+TRACE_EVENT(kemari_complete,
+	TP_PROTO(unsigned int vcpu_id, const struct kvm_kemari_write *w,
+		 u32 unclaimed),
+	TP_ARGS(vcpu_id, w, unclaimed),
+
+	TP_STRUCT__entry(
+		__field(unsigned int,	vcpu_id)
+		__field(u32,		bus)
+		__field(u32,		len)
+		__field(u64,		addr)
+		__field(u32,		count)
+		__field(u32,		unclaimed)
+	),
+
+	TP_fast_assign(
+		__entry->vcpu_id	= vcpu_id;
+		__entry->bus		= w->bus;
+		__entry->len		= w->len;
+		__entry->addr		= w->addr;
+		__entry->count		= w->count;
+		__entry->unclaimed	= unclaimed;
+	),
+
+	TP_printk("vcpu %u %s addr 0x%llx len %u count %u unclaimed %u",
+		  __entry->vcpu_id,
+		  __print_symbolic(__entry->bus, kemari_buses),
+		  __entry->addr, __entry->len, __entry->count,
+		  __entry->unclaimed)
+);
+
+#endif /* _TRACE_KEMARI_H */
+
+/* This part must be outside protection */
+#include <trace/define_trace.h>
