@@ -85,14 +85,6 @@ bool kvm_arch_kemari_supported(struct kvm *kvm);
 bool kvm_arch_kemari_dev_internal(struct kvm *kvm, struct kvm_io_device *dev);
 void kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port, int size,
 			      const void *data);
-
-#define KVM_KEMARI_VCPU_STATS()						\
-	, STATS_DESC_COUNTER(VCPU_GENERIC, kemari_sync_io_bus),		\
-	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_sync_coalesced),	\
-	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_sync_peer),		\
-	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_writes_held),		\
-	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_writes_completed),	\
-	STATS_DESC_COUNTER(VCPU_GENERIC, kemari_writes_unsynced)
 #else
 static inline int kvm_kemari_check_extension(struct kvm *kvm)
 {
@@ -121,7 +113,11 @@ static inline int kvm_kemari_vcpu_ioctl(struct kvm_vcpu *vcpu,
 
 static inline void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu) {}
 
-#define kvm_kemari_vcpu_active(vcpu)	false
+static inline bool kvm_kemari_vcpu_active(struct kvm_vcpu *vcpu)
+{
+	return false;
+}
+
 static inline bool kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 					 struct kvm_io_bus *bus, int first_dev,
 					 const struct kvm_io_range *range,
@@ -149,8 +145,6 @@ static inline int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 {
 	return r;
 }
-
-#define KVM_KEMARI_VCPU_STATS()
 #endif /* CONFIG_KVM_KEMARI */
 
 #endif /* __LINUX_KEMARI_H */

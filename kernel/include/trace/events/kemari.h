@@ -8,16 +8,6 @@
 #include <linux/tracepoint.h>
 #include <linux/kemari.h>
 
-#define kemari_sync_reasons					\
-	{ KVM_KEMARI_SYNC_IO_BUS,	"io_bus" },		\
-	{ KVM_KEMARI_SYNC_COALESCED,	"coalesced" },		\
-	{ KVM_KEMARI_SYNC_PEER,		"peer" }
-
-#define kemari_buses						\
-	{ KVM_KEMARI_BUS_MMIO,		"mmio" },		\
-	{ KVM_KEMARI_BUS_PIO,		"pio" },		\
-	{ KVM_KEMARI_BUS_FAST_MMIO,	"fast_mmio" }
-
 /* A vCPU returns to userspace with KVM_EXIT_KEMARI_SYNC. */
 TRACE_EVENT(kemari_sync,
 	TP_PROTO(unsigned int vcpu_id, u32 reason,
@@ -44,8 +34,14 @@ TRACE_EVENT(kemari_sync,
 
 	TP_printk("vcpu %u reason %s pending %s addr 0x%llx len %u count %u",
 		  __entry->vcpu_id,
-		  __print_flags(__entry->reason, "|", kemari_sync_reasons),
-		  __print_symbolic(__entry->bus, kemari_buses),
+		  __print_flags(__entry->reason, "|",
+				{ KVM_KEMARI_SYNC_IO_BUS, "io_bus" },
+				{ KVM_KEMARI_SYNC_COALESCED, "coalesced" },
+				{ KVM_KEMARI_SYNC_PEER, "peer" }),
+		  __print_symbolic(__entry->bus,
+				   { KVM_KEMARI_BUS_MMIO, "mmio" },
+				   { KVM_KEMARI_BUS_PIO, "pio" },
+				   { KVM_KEMARI_BUS_FAST_MMIO, "fast_mmio" }),
 		  __entry->addr, __entry->len, __entry->count)
 );
 
@@ -78,7 +74,10 @@ TRACE_EVENT(kemari_complete,
 
 	TP_printk("vcpu %u %s addr 0x%llx len %u count %u unclaimed %u",
 		  __entry->vcpu_id,
-		  __print_symbolic(__entry->bus, kemari_buses),
+		  __print_symbolic(__entry->bus,
+				   { KVM_KEMARI_BUS_MMIO, "mmio" },
+				   { KVM_KEMARI_BUS_PIO, "pio" },
+				   { KVM_KEMARI_BUS_FAST_MMIO, "fast_mmio" }),
 		  __entry->addr, __entry->len, __entry->count,
 		  __entry->unclaimed)
 );
