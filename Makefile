@@ -3,13 +3,15 @@
 #
 #   make check     the whole chain and the test suite (what CI runs)
 #   make demo      the whole chain, then the Kemari demo in the guest
+#   make bench     the whole chain, then the benchmarks (bench/) in the guest
 #
 # KEMARI_VARIANT=debug selects the KASAN/lockdep kernel (configs/debug.config).
 
 S := scripts
 
 .PHONY: all deps fetch apply kernel selftests userspace initramfs lint \
-	check demo test-kemari test-regression base-check series bisect clean distclean
+	check demo bench test-kemari test-regression base-check series bisect \
+	clean distclean
 
 all: initramfs
 
@@ -42,6 +44,8 @@ check: lint
 	$(S)/run-tests.sh check $(CHECK_VARIANTS)
 demo: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh demo
+bench: initramfs
+	KEMARI_VERBOSE=1 $(S)/run-tests.sh bench
 test-kemari: initramfs
 	$(S)/run-tests.sh kemari
 test-regression: initramfs

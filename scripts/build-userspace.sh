@@ -4,3 +4,5 @@
 
 make -C "$TOP/replicator" -s CC="ccache gcc" \
 	KHDR="$OBJ/usr/include" O="$OUT/bin"
+make -C "$TOP/bench" -s CC="ccache gcc" \
+	KHDR="$OBJ/usr/include" O="$OUT/bin"

@@ -20,7 +20,7 @@ install -m 0755 "$TOP/scripts/guest-init.sh" "$root/init"
 lists=()
 for list in "$TOP"/tests/*.list; do
 	case "$VARIANT/$(basename "$list")" in
-	base/kemari.list|base/demo.list) ;;
+	base/kemari.list|base/demo.list|base/bench.list) ;;
 	*) lists+=("$list") ;;
 	esac
 done

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kemari-sync-bench: what a KVM_EXIT_KEMARI_SYNC round trip costs next to
+ * a plain KVM_EXIT_IO round trip.
+ *
+ * One guest loop, "out dx, al; jmp back", runs in three VMs:
+ *
+ *   io         Kemari off, no device on the port: every OUT is a
+ *              KVM_EXIT_IO that the VMM answers with KVM_RUN.
+ *   io_kemari  the same with Kemari on: what the hooks cost an ordinary exit.
+ *   sync       Kemari on, an ioeventfd on the port: every OUT is a
+ *              KVM_EXIT_KEMARI_SYNC that the VMM answers with
+ *              KVM_KEMARI_RESUME and KVM_RUN, which completes the write.
+ *
+ * The variants take turns in blocks of -n round trips, -r rounds, all in
+ * one boot; the median ns per round trip of each is printed, and the
+ * ratios to io.  Absolute numbers mean little under emulation (TCG); the
+ * ratios are the result.  It needs only /dev/kvm and <linux/kemari.h>, so
+ * it runs as well on real hardware.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/kvm.h>
+#include <linux/kemari.h>
+
+#define MEM_SIZE	0x10000
+#define CODE_GPA	0x1000
+#define PORT		0xe0
+#define MAX_ROUNDS	64
+
+/* Real mode: mov dx, PORT; 1: out dx, al; jmp 1b */
+static const uint8_t guest_code[] = {
+	0xba, PORT, 0x00, 0xee, 0xeb, 0xfd,
+};
+
+enum variant { IO, IO_KEMARI, SYNC, NR_VARIANTS };
+static const char * const variant_name[] = { "io", "io_kemari", "sync" };
+
+struct bench_vm {
+	enum variant v;
+	int vm_fd, vcpu_fd, efd;
+	struct kvm_run *run;
+	double ns[MAX_ROUNDS];
+};
+
+static int kvm_fd;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "kemari-sync-bench: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void bench__create(struct bench_vm *b, enum variant v)
+{
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_KEMARI, .args = { KVM_KEMARI_ENABLE },
+	};
+	struct kvm_userspace_memory_region region = {
+		.memory_size = MEM_SIZE,
+	};
+	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 0x2 };
+	struct kvm_sregs sregs;
+	void *mem;
+
+	b->v = v;
+	b->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	if (b->vm_fd < 0)
+		die("KVM_CREATE_VM");
+	if (v != IO && ioctl(b->vm_fd, KVM_ENABLE_CAP, &cap))
+		die("KVM_ENABLE_CAP(KVM_CAP_KEMARI)");
+
+	mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		die("mmap");
+	memcpy((char *)mem + CODE_GPA, guest_code, sizeof(guest_code));
+	region.userspace_addr = (uintptr_t)mem;
+	if (ioctl(b->vm_fd, KVM_SET_USER_MEMORY_REGION, &region))
+		die("KVM_SET_USER_MEMORY_REGION");
+
+	if (v == SYNC) {
+		struct kvm_ioeventfd io = {
+			.addr = PORT, .len = 1, .flags = KVM_IOEVENTFD_FLAG_PIO,
+		};
+
+		b->efd = io.fd = eventfd(0, EFD_NONBLOCK);
+		if (io.fd < 0 || ioctl(b->vm_fd, KVM_IOEVENTFD, &io))
+			die("KVM_IOEVENTFD");
+	}
+
+	b->vcpu_fd = ioctl(b->vm_fd, KVM_CREATE_VCPU, 0);
+	if (b->vcpu_fd < 0)
+		die("KVM_CREATE_VCPU");
+	b->run = mmap(NULL, ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0),
+		      PROT_READ | PROT_WRITE, MAP_SHARED, b->vcpu_fd, 0);
+	if (b->run == MAP_FAILED)
+		die("mmap kvm_run");
+	if (ioctl(b->vcpu_fd, KVM_GET_SREGS, &sregs))
+		die("KVM_GET_SREGS");
+	sregs.cs.base = 0;
+	sregs.cs.selector = 0;
+	if (ioctl(b->vcpu_fd, KVM_SET_SREGS, &sregs) ||
+	    ioctl(b->vcpu_fd, KVM_SET_REGS, &regs))
+		die("KVM_SET_SREGS/REGS");
+}
+
+/* One round trip: the VMM's answer to the last exit, up to the next one. */
+static void bench__round_trip(struct bench_vm *b)
+{
+	uint32_t want = b->v == SYNC ? KVM_EXIT_KEMARI_SYNC : KVM_EXIT_IO;
+
+	if (b->v == SYNC && ioctl(b->vm_fd, KVM_KEMARI_RESUME, 0))
+		die("KVM_KEMARI_RESUME");
+	while (ioctl(b->vcpu_fd, KVM_RUN, 0))
+		if (errno != EINTR && errno != EAGAIN)
+			die("KVM_RUN");
+	if (b->run->exit_reason != want) {
+		fprintf(stderr, "kemari-sync-bench: %s: exit reason %u, want %u\n",
+			variant_name[b->v], b->run->exit_reason, want);
+		exit(1);
+	}
+}
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char *argv[])
+{
+	struct bench_vm vms[NR_VARIANTS];
+	int n = 2000, rounds = 7, opt, r, i, v;
+	double t, med[NR_VARIANTS];
+	uint64_t fired;
+
+	while ((opt = getopt(argc, argv, "n:r:")) != -1) {
+		if (opt == 'n')
+			n = atoi(optarg);
+		else if (opt == 'r')
+			rounds = atoi(optarg);
+		else
+			goto usage;
+	}
+	if (n < 1 || rounds < 1 || rounds > MAX_ROUNDS)
+		goto usage;
+
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm_fd < 0)
+		die("open /dev/kvm");
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_KEMARI) <= 0) {
+		fprintf(stderr, "kemari-sync-bench: no KVM_CAP_KEMARI\n");
+		return 4;
+	}
+
+	for (v = 0; v < NR_VARIANTS; v++) {
+		bench__create(&vms[v], v);
+		for (i = 0; i < 100; i++)	/* warm up */
+			bench__round_trip(&vms[v]);
+	}
+
+	for (r = 0; r < rounds; r++) {
+		for (v = 0; v < NR_VARIANTS; v++) {
+			t = now_ns();
+			for (i = 0; i < n; i++)
+				bench__round_trip(&vms[v]);
+			vms[v].ns[r] = (now_ns() - t) / n;
+		}
+	}
+
+	/* Every sync completed its write: the eventfd fired once per OUT. */
+	if (read(vms[SYNC].efd, &fired, sizeof(fired)) != sizeof(fired))
+		die("read eventfd");
+	printf("# sync: %lu ioeventfd signals for %d round trips\n",
+	       (unsigned long)fired, 100 + rounds * n - 1);
+
+	printf("# %d rounds of %d round trips per variant, median ns per round trip\n",
+	       rounds, n);
+	for (v = 0; v < NR_VARIANTS; v++) {
+		med[v] = median(vms[v].ns, rounds);
+		printf("%-10s %10.0f ns   ratio to io %.3f\n", variant_name[v],
+		       med[v], med[v] / med[IO]);
+	}
+	printf("sync/io ratio: %.3f (goal <= 1.05)\n", med[SYNC] / med[IO]);
+	return 0;
+
+usage:
+	fprintf(stderr, "usage: %s [-n round trips per block] [-r rounds (<= %d)]\n",
+		argv[0], MAX_ROUNDS);
+	return 2;
+}
