@@ -17,6 +17,7 @@ struct kvm_vcpu;
 /**
  * struct kvm_kemari - per-VM Kemari state
  * @flags: the KVM_KEMARI_* flags userspace passed to KVM_ENABLE_CAP
+ * @dirty_quota: dirty ring entries per vCPU at which it stops (0: none)
  * @frozen: 1 from the first sync point of a checkpoint until
  *	KVM_KEMARI_RESUME; while it is set no vCPU enters the guest
  * @coalesced_written: 1 if a guest write went to a coalesced MMIO zone
@@ -28,6 +29,7 @@ struct kvm_vcpu;
  */
 struct kvm_kemari {
 	u64 flags;
+	u32 dirty_quota;
 	atomic_t frozen;
 	atomic_t coalesced_written;
 };
@@ -37,6 +39,7 @@ struct kvm_kemari {
  * @write: the write held back until the next KVM_RUN (count 0: none)
  * @completing: set while KVM performs @write, so that the bus write is
  *	not held a second time
+ * @quota_reached: the vCPU's dirty ring reached the dirty quota
  * @deferred: an exit to userspace was replaced by a coalesced flush sync
  *	and is delivered on the next KVM_RUN
  * @deferred_ret: KVM_RUN's return value for the deferred exit
@@ -50,6 +53,7 @@ struct kvm_kemari {
 struct kvm_kemari_vcpu {
 	struct kvm_kemari_write write;
 	bool completing;
+	bool quota_reached;
 	bool deferred;
 	int deferred_ret;
 	u32 deferred_reason;
@@ -79,6 +83,8 @@ int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu);
 int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu);
 bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu);
 int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r);
+
+void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used);
 
 /* Arch hooks. */
 bool kvm_arch_kemari_supported(struct kvm *kvm);
@@ -144,6 +150,10 @@ static inline bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 static inline int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 {
 	return r;
+}
+
+static inline void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used)
+{
 }
 #endif /* CONFIG_KVM_KEMARI */
 

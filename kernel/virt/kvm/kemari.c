@@ -80,8 +80,12 @@ static int kvm_kemari_check_args(struct kvm_enable_cap *cap)
 	if (!(cap->args[0] & KVM_KEMARI_ENABLE))
 		return -EINVAL;
 
-	/* args[1..3] are reserved for later use and must be zero. */
-	if (cap->args[1] || cap->args[2] || cap->args[3])
+	/* The dirty quota cannot exceed the largest dirty ring. */
+	if (cap->args[1] > KVM_DIRTY_RING_MAX_ENTRIES)
+		return -EINVAL;
+
+	/* args[2..3] are reserved for later use and must be zero. */
+	if (cap->args[2] || cap->args[3])
 		return -EINVAL;
 
 	return 0;
@@ -103,6 +107,7 @@ int kvm_kemari_enable_cap(struct kvm *kvm, struct kvm_enable_cap *cap)
 	if (!kemari)
 		return -ENOMEM;
 	kemari->flags = cap->args[0];
+	kemari->dirty_quota = cap->args[1];
 
 	mutex_lock(&kvm->lock);
 	if (kvm->kemari) {
@@ -179,9 +184,25 @@ static void kemari_count(struct kvm_vcpu *vcpu, u32 reason)
 		++vcpu->stat.generic.kemari_sync_coalesced;
 	if (reason & KVM_KEMARI_SYNC_PEER)
 		++vcpu->stat.generic.kemari_sync_peer;
+	if (reason & KVM_KEMARI_SYNC_DIRTY_QUOTA)
+		++vcpu->stat.generic.kemari_sync_dirty_quota;
 }
 
-/* Fill in KVM_EXIT_KEMARI_SYNC.  A pending write always counts as reason. */
+/* Entries pushed to the vCPU's dirty ring and not reset yet. */
+static u32 kemari_dirty_entries(struct kvm_vcpu *vcpu)
+{
+#ifdef CONFIG_HAVE_KVM_DIRTY_RING
+	return READ_ONCE(vcpu->dirty_ring.dirty_index) -
+	       READ_ONCE(vcpu->dirty_ring.reset_index);
+#else
+	return 0;
+#endif
+}
+
+/*
+ * Fill in KVM_EXIT_KEMARI_SYNC.  A pending write and a dirty quota reached
+ * since the last sync exit always count as reasons.
+ */
 static void kemari_exit(struct kvm_vcpu *vcpu, u32 reason)
 {
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
@@ -190,11 +211,15 @@ static void kemari_exit(struct kvm_vcpu *vcpu, u32 reason)
 
 	if (kv->write.count)
 		reason |= KVM_KEMARI_SYNC_IO_BUS;
+	if (kv->quota_reached)
+		reason |= KVM_KEMARI_SYNC_DIRTY_QUOTA;
+	kv->quota_reached = false;
 
 	kvm_clear_request(KVM_REQ_KEMARI_SYNC, vcpu);
 	run->exit_reason = KVM_EXIT_KEMARI_SYNC;
 	memset(&run->kemari, 0, sizeof(run->kemari));
 	run->kemari.reason = reason;
+	run->kemari.dirty_entries = kemari_dirty_entries(vcpu);
 	run->kemari.write = kv->write;
 	memcpy(run->kemari.data, kv->data, min(bytes, KVM_KEMARI_INLINE_DATA));
 	if (bytes > KVM_KEMARI_INLINE_DATA)
@@ -515,8 +540,26 @@ bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 	if (!kemari_frozen(vcpu->kvm))
 		return false;
 
-	kemari_exit(vcpu, vcpu->kemari->write.count ? 0 : KVM_KEMARI_SYNC_PEER);
+	kemari_exit(vcpu, vcpu->kemari->write.count ||
+			  vcpu->kemari->quota_reached ? 0 : KVM_KEMARI_SYNC_PEER);
 	return true;
+}
+
+/*
+ * Called by kvm_dirty_ring_push() with the number of entries in the ring
+ * that the VMM has not reset.  When that reaches the dirty quota, the VM
+ * stops for a checkpoint, which bounds the checkpoint's size.
+ */
+void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used)
+{
+	struct kvm_kemari *kemari = READ_ONCE(vcpu->kvm->kemari);
+
+	if (!kemari || !vcpu->kemari || used != kemari->dirty_quota)
+		return;
+
+	vcpu->kemari->quota_reached = true;
+	kemari_freeze(vcpu);
+	kvm_make_request(KVM_REQ_KEMARI_SYNC, vcpu);
 }
 
 /*
@@ -532,6 +575,17 @@ int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 
 	if (!kv || (r && r != -EINTR))
 		return r;
+
+	/*
+	 * A dirty ring that filled up before the quota (or without one) is a
+	 * quota sync too, so that the whole VM stops for the checkpoint that
+	 * empties it.  KVM_RUN returns it again until the ring is reset.
+	 */
+	if (!r && run->exit_reason == KVM_EXIT_DIRTY_RING_FULL) {
+		kemari_freeze(vcpu);
+		kv->quota_reached = true;
+		kemari_exit(vcpu, 0);
+	}
 
 	if (!kemari_coalesced_unsynced(vcpu->kvm))
 		return r;

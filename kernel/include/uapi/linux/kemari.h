@@ -21,7 +21,11 @@
 
 #define KVM_EXIT_KEMARI_SYNC		0x4b4d0000
 
-/* KVM_ENABLE_CAP(KVM_CAP_KEMARI): flags in args[0]. */
+/*
+ * KVM_ENABLE_CAP(KVM_CAP_KEMARI): flags in args[0]; args[1] is the dirty
+ * quota, the number of dirty ring entries per vCPU and checkpoint at which
+ * the vCPU stops (0: none).
+ */
 #define KVM_KEMARI_ENABLE		(1ULL << 0)
 #define KVM_KEMARI_EXEMPT_IRQCHIP	(1ULL << 1)
 
@@ -55,6 +59,7 @@ struct kvm_kemari_write {
 #define KVM_KEMARI_SYNC_IO_BUS		(1U << 0)
 #define KVM_KEMARI_SYNC_COALESCED	(1U << 1)
 #define KVM_KEMARI_SYNC_PEER		(1U << 2)
+#define KVM_KEMARI_SYNC_DIRTY_QUOTA	(1U << 3)
 
 /* kvm_run->kemari.flags */
 #define KVM_KEMARI_EXIT_DATA_TRUNCATED	(1U << 0)
@@ -66,12 +71,17 @@ struct kvm_kemari_write {
  * @reason: KVM_KEMARI_SYNC_* bits
  * @flags: KVM_KEMARI_EXIT_DATA_TRUNCATED if @data holds only the first
  *	   KVM_KEMARI_INLINE_DATA bytes; KVM_KEMARI_GET_PENDING has them all
+ * @dirty_entries: entries in this vCPU's dirty ring that the VMM has not
+ *	   reset yet (with a reset at every checkpoint: this checkpoint's)
+ * @pad: 0
  * @write: this vCPU's pending write; @write.count is 0 if there is none
  * @data: the first bytes of the pending write's data
  */
 struct kvm_kemari_exit {
 	__u32 reason;
 	__u32 flags;
+	__u32 dirty_entries;
+	__u32 pad;
 	struct kvm_kemari_write write;
 	__u8 data[KVM_KEMARI_INLINE_DATA];
 };

@@ -139,7 +139,7 @@ static const char *test_bad_args(void)
 	}
 	assert_enable_fails(vm, EINVAL, 0, 0, 0, 0, 0);
 	assert_enable_fails(vm, EINVAL, 0, valid & ~KVM_KEMARI_ENABLE, 0, 0, 0);
-	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 1, 0, 0);
+	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 65537, 0, 0);
 	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 0, 1, 0);
 	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 0, 0, 1);
 	assert_enable_fails(vm, EINVAL, 1, KVM_KEMARI_ENABLE, 0, 0, 0);
@@ -1306,6 +1306,314 @@ static const char *test_sync_coalesced(void)
 	return NULL;
 }
 
+/*
+ * The golden test: replica == primary at every sync point.  Two vCPUs
+ * write pseudo-random data at pseudo-random places (8-byte stores, some
+ * across a page boundary) into a 4 KiB-backed and a THP-backed slot, and
+ * now and then make a write that syncs.  At every sync point the host
+ * harvests the dirty rings, copies just those pages into a shadow copy
+ * that started as the initial memory, resets the rings, and checks that
+ * the shadow equals guest memory byte for byte.  A page that the rings
+ * missed shows up as a difference.
+ */
+#define GOLDEN_SLOT_4K		10
+#define GOLDEN_SLOT_THP		11
+#define GOLDEN_GPA_4K		0x10000000ull
+#define GOLDEN_GPA_THP		0x20000000ull
+#define GOLDEN_SIZE_4K		(1ull << 20)
+#define GOLDEN_SIZE_THP		(2ull << 20)
+#define GOLDEN_SYNCS		1000
+#define GOLDEN_VCPUS		2
+
+/* Set by the host; read by the guest. */
+static uint64_t golden_stop;
+static uint64_t golden_out_every;	/* an OUT every ~golden_out_every stores */
+
+static uint64_t xorshift(uint64_t x)
+{
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return x;
+}
+
+static void golden_guest(uint64_t seed)
+{
+	uint64_t x = seed, base, size, off;
+
+	for (;;) {
+		if (READ_ONCE(golden_stop))
+			GUEST_DONE();
+		x = xorshift(x);
+		if (x & 1) {
+			base = GOLDEN_GPA_4K;
+			size = GOLDEN_SIZE_4K;
+		} else {
+			base = GOLDEN_GPA_THP;
+			size = GOLDEN_SIZE_THP;
+		}
+		off = (x >> 8) % (size - 8);
+		/* One store in 16 straddles a page boundary. */
+		if (!((x >> 40) & 15) && off > 4096)
+			off = (off & ~4095ull) - 3;
+		WRITE_ONCE(*(uint64_t *)(base + off), x);
+		if (!((x >> 20) % READ_ONCE(golden_out_every)))
+			asm volatile("outb %b0, %w1" : : "a"(x), "d"(PIO_PORT));
+	}
+}
+
+enum golden_state { GOLDEN_RUNNING, GOLDEN_STOPPED, GOLDEN_DONE };
+
+struct golden_vcpu {
+	struct kvm_vcpu *vcpu;
+	struct kvm_dirty_gfn *ring;
+	uint32_t fetch;
+	pthread_t thread;
+	sem_t go;
+	sem_t *event;
+	enum golden_state state;
+	uint32_t reason, dirty_entries;
+};
+
+/* Say where the guest was when it stopped unexpectedly (a triple fault). */
+static void golden_report_exit(struct kvm_vcpu *vcpu)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	vcpu_regs_get(vcpu, &regs);
+	vcpu_sregs_get(vcpu, &sregs);
+	ksft_print_msg("vCPU %u: exit %u at rip %#llx rsp %#llx cr2 %#llx\n",
+		       vcpu->id, vcpu->run->exit_reason, regs.rip, regs.rsp,
+		       sregs.cr2);
+}
+
+static void *golden_thread(void *arg)
+{
+	struct golden_vcpu *g = arg;
+	struct kvm_run *run = g->vcpu->run;
+	struct ucall uc;
+
+	for (;;) {
+		vcpu_run(g->vcpu);
+		if (run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
+			g->reason = run->kemari.reason;
+			g->dirty_entries = run->kemari.dirty_entries;
+			WRITE_ONCE(g->state, GOLDEN_STOPPED);
+			sem_post(g->event);
+			sem_wait(&g->go);
+			continue;
+		}
+		if (run->exit_reason != KVM_EXIT_IO)
+			golden_report_exit(g->vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(g->vcpu, KVM_EXIT_IO);
+		switch (get_ucall(g->vcpu, &uc)) {
+		case UCALL_DONE:
+			WRITE_ONCE(g->state, GOLDEN_DONE);
+			sem_post(g->event);
+			return NULL;
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+			break;
+		default:
+			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+		}
+	}
+}
+
+struct golden_region {
+	uint32_t slot;
+	uint64_t gpa, size;
+	uint8_t *mem, *shadow;
+};
+
+/* Harvest one ring: returns the entries, copying their pages to the shadow. */
+static uint32_t golden_harvest(struct golden_vcpu *g, uint32_t ring_entries,
+			       struct golden_region *regions, int nr_regions)
+{
+	struct kvm_dirty_gfn *e;
+	uint32_t n = 0, as_slot;
+	uint64_t off;
+	int i;
+
+	for (;;) {
+		e = &g->ring[g->fetch % ring_entries];
+		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+		      KVM_DIRTY_GFN_F_DIRTY))
+			break;
+		as_slot = e->slot;
+		off = e->offset;
+		for (i = 0; i < nr_regions; i++)
+			if (regions[i].slot == as_slot)
+				break;
+		TEST_ASSERT(i < nr_regions, "dirty entry for slot %u", as_slot);
+		TEST_ASSERT(off < regions[i].size / 4096,
+			    "dirty entry offset %#lx beyond slot %u", off, as_slot);
+		memcpy(regions[i].shadow + off * 4096,
+		       regions[i].mem + off * 4096, 4096);
+		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+				 __ATOMIC_RELEASE);
+		g->fetch++;
+		n++;
+	}
+	return n;
+}
+
+struct golden_mode {
+	const char *name;
+	uint32_t ring_entries;
+	uint32_t quota;
+	uint64_t out_every;
+	uint64_t syncs;
+};
+
+static const struct golden_mode golden_modes[] = {
+	/* OUTs alone make the sync points. */
+	{ "io", 4096, 0, 48, GOLDEN_SYNCS },
+	/* The quota comes first most of the time. */
+	{ "quota", 4096, 24, 512, GOLDEN_SYNCS },
+	/*
+	 * A one-page ring (soft limit 192) fills and wraps at nearly every
+	 * sync point; each of those checks ~330 pages, so fewer of them.
+	 */
+	{ "ring_full", 256, 0, 4096, GOLDEN_SYNCS / 4 },
+};
+
+static const char *check_golden(const struct golden_mode *m)
+{
+	struct golden_region regions[2] = {
+		{ GOLDEN_SLOT_4K, GOLDEN_GPA_4K, GOLDEN_SIZE_4K },
+		{ GOLDEN_SLOT_THP, GOLDEN_GPA_THP, GOLDEN_SIZE_THP },
+	};
+	struct kvm_vcpu *vcpus[GOLDEN_VCPUS];
+	struct golden_vcpu g[GOLDEN_VCPUS];
+	uint64_t syncs = 0, pages = 0, quota_syncs = 0, io_syncs = 0;
+	uint32_t harvested, total, running, stopped;
+	struct kvm_vm *vm;
+	sem_t event;
+	int i, fd;
+
+	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING))
+		return "no KVM_CAP_DIRTY_LOG_RING";
+
+	vm = vm_create(GOLDEN_VCPUS);
+	vm_enable_dirty_ring(vm, m->ring_entries * sizeof(struct kvm_dirty_gfn));
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, m->quota, 0, 0), 0);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GOLDEN_GPA_4K,
+				    GOLDEN_SLOT_4K, GOLDEN_SIZE_4K / 4096,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS_THP, GOLDEN_GPA_THP,
+				    GOLDEN_SLOT_THP, GOLDEN_SIZE_THP / 4096,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	for (i = 0; i < 2; i++) {
+		virt_map(vm, regions[i].gpa, regions[i].gpa, regions[i].size / 4096);
+		regions[i].mem = addr_gpa2hva(vm, regions[i].gpa);
+		regions[i].shadow = malloc(regions[i].size);
+		memcpy(regions[i].shadow, regions[i].mem, regions[i].size);
+	}
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	golden_out_every = m->out_every;
+	sync_global_to_guest(vm, golden_out_every);
+
+	sem_init(&event, 0, 0);
+	for (i = 0; i < GOLDEN_VCPUS; i++) {
+		vcpus[i] = vm_vcpu_add(vm, i, golden_guest);
+		vcpu_args_set(vcpus[i], 1, 0x9e3779b97f4a7c15ull * (i + 1));
+		g[i] = (struct golden_vcpu) {
+			.vcpu = vcpus[i],
+			.ring = vcpu_map_dirty_ring(vcpus[i]),
+			.event = &event,
+		};
+		sem_init(&g[i].go, 0, 0);
+	}
+	for (i = 0; i < GOLDEN_VCPUS; i++)
+		pthread_create(&g[i].thread, NULL, golden_thread, &g[i]);
+
+	running = GOLDEN_VCPUS;
+	while (running) {
+		/* Every vCPU that was let go reports back once. */
+		for (i = 0; i < running; i++)
+			sem_wait(&event);
+
+		running = stopped = total = 0;
+		for (i = 0; i < GOLDEN_VCPUS; i++) {
+			harvested = golden_harvest(&g[i], m->ring_entries,
+						   regions, 2);
+			if (g[i].state == GOLDEN_STOPPED) {
+				stopped++;
+				TEST_ASSERT(harvested == g[i].dirty_entries,
+					    "vCPU %d: harvested %u, exit said %u",
+					    i, harvested, g[i].dirty_entries);
+				quota_syncs += !!(g[i].reason & KVM_KEMARI_SYNC_DIRTY_QUOTA);
+				io_syncs += !!(g[i].reason & KVM_KEMARI_SYNC_IO_BUS);
+			}
+			total += harvested;
+		}
+		TEST_ASSERT_EQ(kvm_vm_reset_dirty_ring(vm), total);
+		pages += total;
+		for (i = 0; i < 2; i++)
+			TEST_ASSERT(!memcmp(regions[i].shadow, regions[i].mem,
+					    regions[i].size),
+				    "%s: sync point %lu: slot %u differs from its replica",
+				    m->name, syncs, regions[i].slot);
+		if (stopped)
+			syncs++;
+		if (syncs == m->syncs)
+			WRITE_ONCE(*(uint64_t *)addr_gva2hva(vm, (vm_vaddr_t)&golden_stop), 1);
+
+		kemari_resume(vm);
+		for (i = 0; i < GOLDEN_VCPUS; i++) {
+			if (g[i].state != GOLDEN_STOPPED)
+				continue;
+			g[i].state = GOLDEN_RUNNING;
+			running++;
+			sem_post(&g[i].go);
+		}
+	}
+	for (i = 0; i < GOLDEN_VCPUS; i++)
+		pthread_join(g[i].thread, NULL);
+
+	ksft_print_msg("golden %s: %lu sync points (%lu io, %lu dirty quota), %lu dirty pages checked\n",
+		       m->name, syncs, io_syncs, quota_syncs, pages);
+	TEST_ASSERT(syncs >= m->syncs, "only %lu sync points", syncs);
+	if (m->quota || m->ring_entries < 4096)
+		TEST_ASSERT(quota_syncs, "%s: no dirty quota sync", m->name);
+	else
+		TEST_ASSERT(io_syncs, "%s: no io sync", m->name);
+	for (i = 0; i < 2; i++)
+		free(regions[i].shadow);
+	close(fd);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+static const char *test_golden_io(void)
+{
+	return check_golden(&golden_modes[0]);
+}
+
+static const char *test_golden_quota(void)
+{
+	return check_golden(&golden_modes[1]);
+}
+
+static const char *test_golden_ring_full(void)
+{
+	return check_golden(&golden_modes[2]);
+}
+
+/* The dirty quota is capped at the largest ring. */
+static const char *test_dirty_quota_bad(void)
+{
+	struct kvm_vm *vm = vm_create_barebones();
+
+	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 65537, 0, 0);
+	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, -1ull, 0, 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 65536, 0, 0), 0);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
 struct kemari_testcase {
 	const char *name;
 	/* Returns NULL if the case passed, or why it was skipped. */
@@ -1333,20 +1641,43 @@ static const struct kemari_testcase testcases[] = {
 	{ "sync_peer_running", test_sync_peer_running },
 	{ "sync_peer_halted", test_sync_peer_halted },
 	{ "sync_coalesced", test_sync_coalesced },
+	{ "dirty_quota_bad", test_dirty_quota_bad },
+	{ "golden_io", test_golden_io },
+	{ "golden_quota", test_golden_quota },
+	{ "golden_ring_full", test_golden_ring_full },
 };
 
+/* Is case @name selected?  With no arguments, every case is. */
+static bool selected(int argc, char *argv[], const char *name)
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], name))
+			return true;
+	return argc < 2;
+}
+
+/* Usage: kemari_test [case...]; with no case named, all of them run. */
 int main(int argc, char *argv[])
 {
 	const char *skip;
-	int i;
+	int i, n = 0;
 
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_KEMARI));
 	TEST_ASSERT_EQ(sched_getaffinity(0, sizeof(all_cpus), &all_cpus), 0);
 
+	for (i = 0; i < ARRAY_SIZE(testcases); i++)
+		n += selected(argc, argv, testcases[i].name);
+	TEST_ASSERT(n == (argc < 2 ? ARRAY_SIZE(testcases) : argc - 1),
+		    "unknown test case name");
+
 	ksft_print_header();
-	ksft_set_plan(ARRAY_SIZE(testcases));
+	ksft_set_plan(n);
 
 	for (i = 0; i < ARRAY_SIZE(testcases); i++) {
+		if (!selected(argc, argv, testcases[i].name))
+			continue;
 		skip = testcases[i].fn();
 		if (skip)
 			ksft_test_result_skip("%s: %s\n", testcases[i].name, skip);
