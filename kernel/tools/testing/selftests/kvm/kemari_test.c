@@ -6,8 +6,8 @@
  * Every case checks one documented rule: what KVM_CHECK_EXTENSION
  * reports, that a Kemari VM runs, and that each bad argument or bad
  * ordering of ioctls fails with its own errno and leaves the VM as it was.
- * It also checks that a VMM which keeps marking dirty ring entries as
- * harvested cannot keep KVM_RESET_DIRTY_RINGS in the kernel.
+ * It also checks that KVM_RESET_DIRTY_RINGS stops on a signal and ignores
+ * garbage that a VMM writes into its ring.
  *
  * The sync cases check KVM_EXIT_KEMARI_SYNC: for each kind of in-kernel
  * device write, the exit comes before the device sees the write, it
@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -205,155 +207,115 @@ static const char *test_protected_vm(void)
 	return NULL;
 }
 
-/* Dirty ring: a VMM that keeps setting RESET cannot wedge the reset. */
-#define HOSTILE_RING_ENTRIES	4096
-#define HOSTILE_MAX_SECONDS	10
+/*
+ * Dirty ring: a reset of many entries stops on a signal.  The guest
+ * dirties pages of two slots in turn, so that no two entries in a row can
+ * be reset together and the reset takes long enough for an alarm.
+ */
+#define BIG_RING_ENTRIES	65536
+#define BIG_SLOT_PAGES		16384
+#define BIG_SLOT_A		20
+#define BIG_SLOT_B		21
+#define BIG_GPA_A		0x40000000ull
+#define BIG_GPA_B		0x50000000ull
 
-struct hostile_ring {
-	struct kvm_dirty_gfn *gfns;
-	bool stop;
-	bool done;
-	uint64_t laps;
-};
-
-static bool writer_done(struct hostile_ring *h)
+static void big_dirty_guest(void)
 {
-	return __atomic_load_n(&h->done, __ATOMIC_ACQUIRE);
-}
+	uint64_t i;
 
-static void *hostile_ring_writer(void *arg)
-{
-	struct hostile_ring *h = arg;
-	time_t deadline = time(NULL) + HOSTILE_MAX_SECONDS;
-	uint32_t i;
-
-	/*
-	 * Mark every entry harvested, over and over.  The offsets alternate
-	 * 128 pages apart, so that KVM cannot merge the entries into one
-	 * mask and has to re-protect each on its own.  Stop after a few
-	 * seconds in any case, so that an unfixed kernel returns too.
-	 */
-	while (!READ_ONCE(h->stop) && time(NULL) < deadline) {
-		for (i = 0; i < HOSTILE_RING_ENTRIES; i++) {
-			h->gfns[i].slot = 0;
-			h->gfns[i].offset = (i & 1) * 128;
-			__atomic_store_n(&h->gfns[i].flags,
-					 KVM_DIRTY_GFN_F_DIRTY | KVM_DIRTY_GFN_F_RESET,
-					 __ATOMIC_RELEASE);
+	for (;;) {
+		for (i = 0; i < BIG_SLOT_PAGES; i++) {
+			WRITE_ONCE(*(uint64_t *)(BIG_GPA_A + i * 4096), i);
+			WRITE_ONCE(*(uint64_t *)(BIG_GPA_B + i * 4096), i);
 		}
-		WRITE_ONCE(h->laps, h->laps + 1);
+		GUEST_SYNC(0);
 	}
-	__atomic_store_n(&h->done, true, __ATOMIC_RELEASE);
-	return NULL;
 }
 
 static void alarm_handler(int sig)
 {
 }
 
-static cpu_set_t all_cpus;
-
-static void pin_all_cpus(void)
+/* Mark the @n entries from @from harvested. */
+static void harvest_all(struct kvm_dirty_gfn *ring, uint32_t from, uint32_t n)
 {
-	pthread_setaffinity_np(pthread_self(), sizeof(all_cpus), &all_cpus);
-}
+	uint32_t i;
 
-/* Pin @thread to the @nth CPU this task may run on. */
-static bool pin_to_nth_cpu(pthread_t thread, int nth)
-{
-	cpu_set_t one;
-	int cpu;
-
-	for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-		if (!CPU_ISSET(cpu, &all_cpus) || nth--)
-			continue;
-		CPU_ZERO(&one);
-		CPU_SET(cpu, &one);
-		return !pthread_setaffinity_np(thread, sizeof(one), &one);
+	for (i = from; i < from + n; i++) {
+		TEST_ASSERT(ring[i % BIG_RING_ENTRIES].flags == KVM_DIRTY_GFN_F_DIRTY,
+			    "entry %u not dirty", i);
+		ring[i % BIG_RING_ENTRIES].flags |= KVM_DIRTY_GFN_F_RESET;
 	}
-	return false;
 }
 
 static const char *test_dirty_ring_reset_interruptible(void)
 {
-	struct itimerval alarm_in = { .it_value.tv_usec = 50 * 1000 };
+	struct itimerval alarm_in = { .it_value.tv_usec = 1000 };
 	struct itimerval disarm = { 0 };
 	struct sigaction sa = { .sa_handler = alarm_handler };
-	struct hostile_ring h = { 0 };
-	sigset_t alrm, old;
+	uint32_t total = 2 * BIG_SLOT_PAGES, done = 0, i;
+	struct kvm_dirty_gfn *ring;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	uint64_t laps;
-	pthread_t writer;
-	int r, tries = 0;
+	struct ucall uc;
+	int r, tries;
 	bool eintr = false;
 
 	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING))
 		return "no KVM_CAP_DIRTY_LOG_RING";
-	/* The writer must run while the reset runs, on a CPU of its own. */
-	if (!pin_to_nth_cpu(pthread_self(), 0))
-		return "cannot pin to a CPU";
 
-	vm = vm_create(1);
-	vm_enable_dirty_ring(vm, HOSTILE_RING_ENTRIES * sizeof(struct kvm_dirty_gfn));
-	vcpu = vm_vcpu_add(vm, 0, guest_code);
-	h.gfns = vcpu_map_dirty_ring(vcpu);
+	/* Extra pages in slot 0 for the page tables of the two slots. */
+	vm = __vm_create(VM_SHAPE_DEFAULT, 1, 2 * BIG_SLOT_PAGES / 256);
+	vm_enable_dirty_ring(vm, BIG_RING_ENTRIES * sizeof(struct kvm_dirty_gfn));
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, BIG_GPA_A,
+				    BIG_SLOT_A, BIG_SLOT_PAGES,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, BIG_GPA_B,
+				    BIG_SLOT_B, BIG_SLOT_PAGES,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	virt_map(vm, BIG_GPA_A, BIG_GPA_A, BIG_SLOT_PAGES);
+	virt_map(vm, BIG_GPA_B, BIG_GPA_B, BIG_SLOT_PAGES);
+	vcpu = vm_vcpu_add(vm, 0, big_dirty_guest);
+	ring = vcpu_map_dirty_ring(vcpu);
 
-	/* SIGALRM interrupts the resetting thread only; no SA_RESTART. */
+	/* SIGALRM interrupts the reset; no SA_RESTART. */
 	TEST_ASSERT_EQ(sigaction(SIGALRM, &sa, NULL), 0);
-	sigemptyset(&alrm);
-	sigaddset(&alrm, SIGALRM);
-	pthread_sigmask(SIG_BLOCK, &alrm, &old);
-	TEST_ASSERT_EQ(pthread_create(&writer, NULL, hostile_ring_writer, &h), 0);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!pin_to_nth_cpu(writer, 1)) {
-		WRITE_ONCE(h.stop, true);
-		pthread_join(writer, NULL);
-		pin_all_cpus();
-		kvm_vm_free(vm);
-		return "needs two CPUs";
-	}
-
-	while (!READ_ONCE(h.laps))
-		;
 
 	/*
-	 * With the writer running, a reset never runs out of harvested
-	 * entries; it must give up when the alarm arrives.  A reset can still
-	 * finish first if the writer falls a whole lap behind, hence the
-	 * tries, each once the writer has made progress, until the writer
-	 * gives up.  A reset that ignores signals never fails with EINTR.
+	 * Each round dirties every page again (the reset re-protected them)
+	 * and arms an alarm 1 ms into the reset, which takes much longer.  A
+	 * reset that ignores signals never fails with EINTR; a fast machine
+	 * may finish first, hence a few rounds.
 	 */
-	while (!eintr && !writer_done(&h)) {
-		laps = READ_ONCE(h.laps);
-		while (READ_ONCE(h.laps) < laps + 2 && !writer_done(&h))
-			;
-		tries++;
+	for (tries = 0; tries < 5 && !eintr; tries++) {
+		vcpu_run(vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+		TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+		harvest_all(ring, done, total);
+
 		setitimer(ITIMER_REAL, &alarm_in, NULL);
 		r = __vm_ioctl(vm, KVM_RESET_DIRTY_RINGS, NULL);
 		setitimer(ITIMER_REAL, &disarm, NULL);
-		if (r < 0)
+		if (r < 0) {
 			TEST_ASSERT(errno == EINTR,
 				    "KVM_RESET_DIRTY_RINGS: errno %d, want EINTR",
 				    errno);
-		eintr = r < 0;
+			eintr = true;
+			/* What was reset stays reset; the rest follows. */
+			r = __vm_ioctl(vm, KVM_RESET_DIRTY_RINGS, NULL);
+			TEST_ASSERT(r > 0 && r <= total,
+				    "reset after EINTR returned %d of %u", r, total);
+		} else {
+			TEST_ASSERT_EQ(r, total);
+		}
+		for (i = done; i < done + total; i++)
+			TEST_ASSERT_EQ(ring[i % BIG_RING_ENTRIES].flags, 0);
+		TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_RESET_DIRTY_RINGS, NULL), 0);
+		done += total;
 	}
-	WRITE_ONCE(h.stop, true);
-	pthread_join(writer, NULL);
 	signal(SIGALRM, SIG_DFL);
-	pin_all_cpus();
-	TEST_ASSERT(eintr,
-		    "KVM_RESET_DIRTY_RINGS never interrupted in %d tries (%lu laps)",
-		    tries, h.laps);
-
-	/* The ring still works: what is left is reset now. */
-	r = __vm_ioctl(vm, KVM_RESET_DIRTY_RINGS, NULL);
-	TEST_ASSERT(r >= 0 && r <= HOSTILE_RING_ENTRIES,
-		    "KVM_RESET_DIRTY_RINGS after the writer stopped: r=%d errno=%d", r, errno);
-	TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_RESET_DIRTY_RINGS, NULL), 0);
-
 	kvm_vm_free(vm);
-	return NULL;
+	return eintr ? NULL : "every reset finished within 1 ms";
 }
 
 /* Sync exits. */
@@ -1614,6 +1576,144 @@ static const char *test_dirty_quota_bad(void)
 	return NULL;
 }
 
+/* A VMM that corrupts its dirty ring must not hurt the kernel. */
+#define GARBAGE_PAGES		16
+
+static void garbage_guest(void)
+{
+	int i;
+
+	for (;;) {
+		for (i = 0; i < GARBAGE_PAGES; i++)
+			WRITE_ONCE(*(uint64_t *)(GOLDEN_GPA_4K + i * 4096), i);
+		GUEST_SYNC(0);
+	}
+}
+
+static void garbage_run(struct kvm_vcpu *vcpu)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+}
+
+/* Check that ring entries [from, from + n) are pages @first.. of the slot. */
+static void garbage_expect(struct kvm_dirty_gfn *ring, uint32_t size,
+			   uint32_t from, uint32_t n, uint64_t first)
+{
+	struct kvm_dirty_gfn *e;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		e = &ring[(from + i) % size];
+		TEST_ASSERT(e->flags == KVM_DIRTY_GFN_F_DIRTY &&
+			    e->slot == GOLDEN_SLOT_4K && e->offset == first + i,
+			    "entry %u: flags %#x slot %u offset %#llx, want page %lu",
+			    from + i, e->flags, e->slot, e->offset, first + i);
+	}
+	e = &ring[(from + n) % size];
+	TEST_ASSERT(!(e->flags & KVM_DIRTY_GFN_F_DIRTY),
+		    "entry %u is dirty too", from + n);
+}
+
+static sigjmp_buf sigbus_jmp;
+
+static void sigbus_handler(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/*
+ * Garbage in the ring: bad slot ids and offsets, RESET out of order and on
+ * entries KVM never pushed, and the mmap()s the ring forbids.  Each is
+ * ignored or refused; the ring goes on working.
+ */
+static const char *test_dirty_ring_garbage(void)
+{
+	uint32_t size = 4096, page = getpagesize(), i;
+	long ring_off = (long)KVM_DIRTY_LOG_PAGE_OFFSET * page;
+	size_t ring_bytes = size * sizeof(struct kvm_dirty_gfn);
+	struct sigaction sa = { .sa_handler = sigbus_handler }, old_sa;
+	struct kvm_dirty_gfn *ring;
+	struct kvm_vcpu *vcpu;
+	volatile char *past;
+	struct kvm_vm *vm;
+
+	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING))
+		return "no KVM_CAP_DIRTY_LOG_RING";
+
+	vm = vm_create(1);
+	vm_enable_dirty_ring(vm, ring_bytes);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GOLDEN_GPA_4K,
+				    GOLDEN_SLOT_4K, GARBAGE_PAGES,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	virt_map(vm, GOLDEN_GPA_4K, GOLDEN_GPA_4K, GARBAGE_PAGES);
+	vcpu = vm_vcpu_add(vm, 0, garbage_guest);
+	ring = vcpu_map_dirty_ring(vcpu);
+
+	/* The ring must be shared, and not executable. */
+	TEST_ASSERT(mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE,
+			 vcpu->fd, ring_off) == MAP_FAILED && errno == EINVAL,
+		    "private mapping of the dirty ring");
+	TEST_ASSERT(mmap(NULL, ring_bytes, PROT_READ | PROT_EXEC, MAP_SHARED,
+			 vcpu->fd, ring_off) == MAP_FAILED && errno == EINVAL,
+		    "executable mapping of the dirty ring");
+	/* A page past the ring maps, but touching it is SIGBUS. */
+	past = mmap(NULL, page, PROT_READ, MAP_SHARED, vcpu->fd,
+		    ring_off + ring_bytes);
+	TEST_ASSERT(past != MAP_FAILED, "mmap past the ring: %s", strerror(errno));
+	sigaction(SIGBUS, &sa, &old_sa);
+	if (!sigsetjmp(sigbus_jmp, 1)) {
+		(void)*past;
+		TEST_FAIL("reading past the dirty ring did not fault");
+	}
+	sigaction(SIGBUS, &old_sa, NULL);
+	munmap((void *)past, page);
+
+	garbage_run(vcpu);
+	garbage_expect(ring, size, 0, GARBAGE_PAGES, 0);
+
+	/* Bad slot ids and offsets in entries 0 to 3. */
+	ring[0].slot = 0x7fff;
+	ring[1].slot = (7 << 16) | GOLDEN_SLOT_4K;
+	ring[2].offset = GARBAGE_PAGES;
+	ring[3].offset = -1ull;
+	/* RESET on all entries but 4, and on 32 entries KVM never pushed. */
+	for (i = 0; i < GARBAGE_PAGES + 32; i++) {
+		if (i >= GARBAGE_PAGES) {
+			ring[i].slot = i;
+			ring[i].offset = i << 20;
+		}
+		if (i != 4)
+			ring[i].flags = (i < GARBAGE_PAGES ? KVM_DIRTY_GFN_F_DIRTY : 0) |
+					KVM_DIRTY_GFN_F_RESET;
+	}
+	/* Resets stop at entry 4, then at the last entry KVM pushed. */
+	TEST_ASSERT_EQ(kvm_vm_reset_dirty_ring(vm), 4);
+	ring[4].flags |= KVM_DIRTY_GFN_F_RESET;
+	TEST_ASSERT_EQ(kvm_vm_reset_dirty_ring(vm), GARBAGE_PAGES - 4);
+	TEST_ASSERT_EQ(kvm_vm_reset_dirty_ring(vm), 0);
+
+	/*
+	 * The ring goes on: the guest dirties its pages again, and the ring
+	 * reports all of them but pages 0 to 3, whose entries were garbage
+	 * and so did not write-protect them again.
+	 */
+	garbage_run(vcpu);
+	garbage_expect(ring, size, GARBAGE_PAGES, GARBAGE_PAGES - 4, 4);
+	for (i = GARBAGE_PAGES; i < 2 * GARBAGE_PAGES - 4; i++)
+		ring[i].flags |= KVM_DIRTY_GFN_F_RESET;
+	TEST_ASSERT_EQ(kvm_vm_reset_dirty_ring(vm), GARBAGE_PAGES - 4);
+	garbage_run(vcpu);
+	garbage_expect(ring, size, 2 * GARBAGE_PAGES - 4, GARBAGE_PAGES - 4, 4);
+
+	kvm_vm_free(vm);
+	return NULL;
+}
+
 struct kemari_testcase {
 	const char *name;
 	/* Returns NULL if the case passed, or why it was skipped. */
@@ -1645,6 +1745,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "golden_io", test_golden_io },
 	{ "golden_quota", test_golden_quota },
 	{ "golden_ring_full", test_golden_ring_full },
+	{ "dirty_ring_garbage", test_dirty_ring_garbage },
 };
 
 /* Is case @name selected?  With no arguments, every case is. */
@@ -1665,7 +1766,6 @@ int main(int argc, char *argv[])
 	int i, n = 0;
 
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_KEMARI));
-	TEST_ASSERT_EQ(sched_getaffinity(0, sizeof(all_cpus), &all_cpus), 0);
 
 	for (i = 0; i < ARRAY_SIZE(testcases); i++)
 		n += selected(argc, argv, testcases[i].name);
