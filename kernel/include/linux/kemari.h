@@ -74,9 +74,10 @@ void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu);
 
 /* Only a vCPU of a Kemari VM that has entered KVM_RUN holds writes. */
 #define kvm_kemari_vcpu_active(vcpu)	(!!(vcpu)->kemari)
-bool kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
-			   struct kvm_io_bus *bus, int first_dev,
-			   const struct kvm_io_range *range, const void *val);
+int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
+			  struct kvm_io_bus *bus, int first_dev,
+			  const struct kvm_io_range *range, const void *val);
+bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu);
 
 /* Called by the arch's KVM_RUN, in this order. */
 int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu);
@@ -124,10 +125,15 @@ static inline bool kvm_kemari_vcpu_active(struct kvm_vcpu *vcpu)
 	return false;
 }
 
-static inline bool kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
-					 struct kvm_io_bus *bus, int first_dev,
-					 const struct kvm_io_range *range,
-					 const void *val)
+static inline int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
+					struct kvm_io_bus *bus, int first_dev,
+					const struct kvm_io_range *range,
+					const void *val)
+{
+	return 0;
+}
+
+static inline bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
 {
 	return false;
 }

@@ -282,10 +282,11 @@ static bool kemari_needs_sync(struct kvm *kvm, struct kvm_io_bus *bus,
 }
 
 /*
- * Add a bus write to the pending write.  One instruction can make several:
- * a REP OUTS makes one per element, all to one port, and a wide or
- * page-crossing MMIO store makes one per 8-byte piece, at consecutive
- * addresses.  Those are merged; anything else cannot be held.
+ * Add a bus write to the pending write.  One access can make several: a
+ * wide or page-crossing MMIO store makes one per 8-byte piece, at
+ * consecutive addresses, which are merged.  A string instruction makes one
+ * per element, but the emulator stops after the first element that is
+ * held (kvm_kemari_stop_emulation()), so each element is a sync point.
  */
 static bool kemari_queue(struct kvm_kemari_vcpu *kv, int bus_idx,
 			 const struct kvm_io_range *range, const void *val)
@@ -306,17 +307,8 @@ static bool kemari_queue(struct kvm_kemari_vcpu *kv, int bus_idx,
 		return true;
 	}
 
-	if (w->bus != bus_idx || !len)
-		return false;
-
-	if (bus_idx == KVM_PIO_BUS && range->addr == w->addr &&
-	    len == w->len && (w->count + 1) * len <= KVM_KEMARI_MAX_DATA) {
-		memcpy(kv->data + w->count * len, val, len);
-		w->count++;
-		return true;
-	}
-
-	if (bus_idx == KVM_MMIO_BUS && range->addr == w->addr + w->len &&
+	if (bus_idx == KVM_MMIO_BUS && w->bus == bus_idx &&
+	    range->addr == w->addr + w->len &&
 	    w->len + len <= KVM_KEMARI_MAX_DATA) {
 		memcpy(kv->data + w->len, val, len);
 		w->len += len;
@@ -328,40 +320,63 @@ static bool kemari_queue(struct kvm_kemari_vcpu *kv, int bus_idx,
 
 /*
  * Called by kvm_io_bus_write() for a write that @first_dev and the devices
- * after it may take.  Returns true if the write is held: the caller then
- * treats it as done, and the device sees it on the next KVM_RUN.
+ * after it may take.  Returns 1 if the write is held: the caller then
+ * treats it as done, and the device sees it on the next KVM_RUN.  Returns
+ * 0 to let the write go on as usual, or -EOPNOTSUPP to make the caller
+ * treat it as taken by no device.
  */
-bool kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
-			   struct kvm_io_bus *bus, int first_dev,
-			   const struct kvm_io_range *range, const void *val)
+int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
+			  struct kvm_io_bus *bus, int first_dev,
+			  const struct kvm_io_range *range, const void *val)
 {
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
 
 	BUILD_BUG_ON(KVM_KEMARI_BUS_MMIO != KVM_MMIO_BUS);
 	BUILD_BUG_ON(KVM_KEMARI_BUS_PIO != KVM_PIO_BUS);
-	BUILD_BUG_ON(KVM_KEMARI_BUS_FAST_MMIO != KVM_FAST_MMIO_BUS);
 
 	if (first_dev < 0 || kv->completing)
-		return false;
+		return 0;
 
 	if (bus_idx != KVM_MMIO_BUS && bus_idx != KVM_PIO_BUS &&
 	    bus_idx != KVM_FAST_MMIO_BUS)
-		return false;
+		return 0;
 
 	if (!kemari_needs_sync(vcpu->kvm, bus, first_dev, range))
-		return false;
+		return 0;
+
+	/*
+	 * A fast MMIO write (VMX: EPT misconfig) carries no data.  Send it
+	 * down the slow path: KVM emulates the instruction, and the write
+	 * reaches the MMIO bus, where every length-0 ioeventfd also sits,
+	 * with its data.  That one is held, and is the KVM_EXIT_MMIO it would
+	 * have been if the ioeventfd is gone when it completes.
+	 */
+	if (bus_idx == KVM_FAST_MMIO_BUS)
+		return -EOPNOTSUPP;
 
 	if (!kemari_queue(kv, bus_idx, range, val)) {
-		/* A second, unrelated write in one instruction; see kemari.rst. */
+		/* Cannot happen on x86, see kemari.rst; counted, not held. */
 		++vcpu->stat.generic.kemari_writes_unsynced;
-		return false;
+		return 0;
 	}
 
 	++vcpu->stat.generic.kemari_writes_held;
 	kemari_freeze(vcpu);
 	kvm_make_request(KVM_REQ_KEMARI_SYNC, vcpu);
-	return true;
+	return 1;
 }
+
+/*
+ * Should an emulator that could go on to the next instruction, or the next
+ * element of a string instruction, return to the run loop instead?  It
+ * must once a write is held, so that nothing the guest does after that
+ * write happens before the sync point.
+ */
+bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
+{
+	return vcpu->kemari && kvm_test_request(KVM_REQ_KEMARI_SYNC, vcpu);
+}
+EXPORT_SYMBOL_GPL(kvm_kemari_stop_emulation);
 
 static void kemari_mmio_exit(struct kvm_vcpu *vcpu, gpa_t addr, int len,
 			     const void *data)
@@ -423,22 +438,18 @@ static int kemari_complete(struct kvm_vcpu *vcpu)
 		if (!w->len)
 			w->count = 0;
 		break;
-	case KVM_KEMARI_BUS_FAST_MMIO:
-		/* Nothing to hand to userspace: a lost doorbell is dropped. */
-		if (kvm_io_bus_write(vcpu, KVM_FAST_MMIO_BUS, w->addr, 0, NULL))
-			unclaimed = 1;
-		w->count = 0;
-		break;
 	}
 	kv->completing = false;
 
-	if (w->count)
+	if (w->count) {
 		memmove(kv->data, kv->data + done, kemari_write_bytes(w));
-	else
+	} else {
+		memset(w, 0, sizeof(*w));
 		++vcpu->stat.generic.kemari_writes_completed;
+	}
 
 	trace_kemari_complete(vcpu->vcpu_id, &start, unclaimed);
-	return !(unclaimed && start.bus != KVM_KEMARI_BUS_FAST_MMIO);
+	return !unclaimed;
 }
 
 static struct kvm_kemari_vcpu *kemari_vcpu_state(struct kvm_vcpu *vcpu)
@@ -533,22 +544,44 @@ int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu)
  */
 bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 {
-	if (!vcpu->kemari || !kvm_check_request(KVM_REQ_KEMARI_SYNC, vcpu))
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+	bool own = kv && (kv->write.count || kv->quota_reached);
+
+	if (!kv)
 		return false;
 
-	/* A kick from a freeze that KVM_KEMARI_RESUME has already ended. */
-	if (!kemari_frozen(vcpu->kvm))
+	/*
+	 * The run loop has just cleared KVM_REQ_UNBLOCK.  A freeze sets
+	 * KVM_REQ_KEMARI_SYNC before KVM_REQ_UNBLOCK, so either this sees the
+	 * former or the vCPU's next block sees the latter and returns here.
+	 */
+	smp_mb__after_atomic();
+	if (!kvm_check_request(KVM_REQ_KEMARI_SYNC, vcpu))
 		return false;
 
-	kemari_exit(vcpu, vcpu->kemari->write.count ||
-			  vcpu->kemari->quota_reached ? 0 : KVM_KEMARI_SYNC_PEER);
+	if (!kemari_frozen(vcpu->kvm)) {
+		/* A kick from a freeze that KVM_KEMARI_RESUME has ended. */
+		if (!own)
+			return false;
+		/*
+		 * A sync point of this vCPU's own, but a KVM_KEMARI_RESUME
+		 * for an earlier one came in between: the guest must not run
+		 * past it, so freeze the VM again.
+		 */
+		kemari_freeze(vcpu);
+	}
+
+	kemari_exit(vcpu, own ? 0 : KVM_KEMARI_SYNC_PEER);
 	return true;
 }
 
 /*
  * Called by kvm_dirty_ring_push() with the number of entries in the ring
  * that the VMM has not reset.  When that reaches the dirty quota, the VM
- * stops for a checkpoint, which bounds the checkpoint's size.
+ * stops for a checkpoint, which bounds the checkpoint's size.  A push can
+ * come from atomic context (steal time is written on sched-out, under the
+ * runqueue lock), so only raise the request here: the vCPU freezes the VM
+ * itself, in kvm_kemari_vcpu_must_stop().
  */
 void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used)
 {
@@ -558,7 +591,6 @@ void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used)
 		return;
 
 	vcpu->kemari->quota_reached = true;
-	kemari_freeze(vcpu);
 	kvm_make_request(KVM_REQ_KEMARI_SYNC, vcpu);
 }
 
@@ -587,7 +619,11 @@ int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 		kemari_exit(vcpu, 0);
 	}
 
-	if (!kemari_coalesced_unsynced(vcpu->kvm))
+	/*
+	 * An exit is held back already (KVM_RUN left before delivering it):
+	 * keep it, and leave new entries to a later exit.
+	 */
+	if (kv->deferred || !kemari_coalesced_unsynced(vcpu->kvm))
 		return r;
 
 	if (!r && run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
@@ -628,8 +664,6 @@ static int kemari_check_write(const struct kvm_kemari_write *w)
 		if (w->len > KVM_KEMARI_MAX_DATA)
 			return -E2BIG;
 		return 0;
-	case KVM_KEMARI_BUS_FAST_MMIO:
-		return (w->count != 1 || w->len) ? -EINVAL : 0;
 	default:
 		return -EINVAL;
 	}
@@ -661,7 +695,7 @@ static int kemari_set_pending(struct kvm_kemari_vcpu *kv,
 		return r;
 
 	if (!w.count) {
-		kv->write.count = 0;
+		memset(&kv->write, 0, sizeof(kv->write));
 		return 0;
 	}
 

@@ -37,17 +37,17 @@ TRACE_EVENT(kemari_sync,
 		  __print_flags(__entry->reason, "|",
 				{ KVM_KEMARI_SYNC_IO_BUS, "io_bus" },
 				{ KVM_KEMARI_SYNC_COALESCED, "coalesced" },
-				{ KVM_KEMARI_SYNC_PEER, "peer" }),
+				{ KVM_KEMARI_SYNC_PEER, "peer" },
+				{ KVM_KEMARI_SYNC_DIRTY_QUOTA, "dirty_quota" }),
 		  __print_symbolic(__entry->bus,
 				   { KVM_KEMARI_BUS_MMIO, "mmio" },
-				   { KVM_KEMARI_BUS_PIO, "pio" },
-				   { KVM_KEMARI_BUS_FAST_MMIO, "fast_mmio" }),
+				   { KVM_KEMARI_BUS_PIO, "pio" }),
 		  __entry->addr, __entry->len, __entry->count)
 );
 
 /*
- * A held write reached the devices on re-entry; @unclaimed is the number
- * of elements no device took, which go to userspace instead.
+ * A held write reached the devices on re-entry; @unclaimed is 1 if a piece
+ * of it found no device and went to userspace instead.
  */
 TRACE_EVENT(kemari_complete,
 	TP_PROTO(unsigned int vcpu_id, const struct kvm_kemari_write *w,
@@ -76,8 +76,7 @@ TRACE_EVENT(kemari_complete,
 		  __entry->vcpu_id,
 		  __print_symbolic(__entry->bus,
 				   { KVM_KEMARI_BUS_MMIO, "mmio" },
-				   { KVM_KEMARI_BUS_PIO, "pio" },
-				   { KVM_KEMARI_BUS_FAST_MMIO, "fast_mmio" }),
+				   { KVM_KEMARI_BUS_PIO, "pio" }),
 		  __entry->addr, __entry->len, __entry->count,
 		  __entry->unclaimed)
 );

@@ -32,7 +32,6 @@
 /* struct kvm_kemari_write: bus. */
 #define KVM_KEMARI_BUS_MMIO		0
 #define KVM_KEMARI_BUS_PIO		1
-#define KVM_KEMARI_BUS_FAST_MMIO	3
 
 /* The most data one pending write can carry (a REP OUTS of 1024 dwords). */
 #define KVM_KEMARI_MAX_DATA		4096
@@ -40,11 +39,10 @@
 /**
  * struct kvm_kemari_write - a device write that KVM holds back
  * @bus: KVM_KEMARI_BUS_*
- * @len: PIO: bytes per element (1, 2 or 4); MMIO: bytes in all;
- *	 fast MMIO: 0
+ * @len: PIO: bytes per element (1, 2 or 4); MMIO: bytes in all
  * @addr: port number or guest physical address of the first byte
- * @count: PIO: number of elements, all to @addr; MMIO and fast MMIO: 1;
- *	   0 means that no write is pending
+ * @count: PIO: number of elements, all to @addr; MMIO: 1;
+ *	   0 means that no write is pending (and all fields are 0)
  * @flags: reserved, 0
  */
 struct kvm_kemari_write {
