@@ -1570,7 +1570,7 @@ static const char *check_golden(const struct golden_mode *m)
 	for (i = 0; i < GOLDEN_VCPUS; i++)
 		pthread_join(g[i].thread, NULL);
 
-	ksft_print_msg("golden %s: %lu sync points (%lu io, %lu dirty quota), %lu dirty pages checked\n",
+	ksft_print_msg("golden %s: %lu sync points (%lu io, %lu dirty quota), %lu pages checked\n",
 		       m->name, syncs, io_syncs, quota_syncs, pages);
 	TEST_ASSERT(syncs >= m->syncs, "only %lu sync points", syncs);
 	if (m->quota || m->ring_entries < 4096)
@@ -1673,7 +1673,7 @@ static const char *test_dirty_ring_garbage(void)
 	struct sigaction sa = { .sa_handler = sigbus_handler }, old_sa;
 	struct kvm_dirty_gfn *ring;
 	struct kvm_vcpu *vcpu;
-	volatile char *past;
+	char *past;
 	struct kvm_vm *vm;
 
 	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING))
@@ -1702,7 +1702,7 @@ static const char *test_dirty_ring_garbage(void)
 	TEST_ASSERT(past != MAP_FAILED, "mmap past the ring: %s", strerror(errno));
 	sigaction(SIGBUS, &sa, &old_sa);
 	if (!sigsetjmp(sigbus_jmp, 1)) {
-		(void)*past;
+		(void)READ_ONCE(*past);
 		TEST_FAIL("reading past the dirty ring did not fault");
 	}
 	sigaction(SIGBUS, &old_sa, NULL);
