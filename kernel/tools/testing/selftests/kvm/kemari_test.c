@@ -1418,6 +1418,22 @@ static void *golden_thread(void *arg)
 	}
 }
 
+/* Wait for a vCPU to report; after 60 s, say which did not, and fail. */
+static void golden_wait(sem_t *event, struct golden_vcpu *g, uint64_t syncs)
+{
+	struct timespec ts;
+	int i;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 60;
+	if (!sem_timedwait(event, &ts))
+		return;
+	for (i = 0; i < GOLDEN_VCPUS; i++)
+		ksft_print_msg("vCPU %d: state %d, last reason %#x\n", i,
+			       READ_ONCE(g[i].state), g[i].reason);
+	TEST_FAIL("sync point %lu: a vCPU did not stop within 60 s", syncs);
+}
+
 struct golden_region {
 	uint32_t slot;
 	uint64_t gpa, size;
@@ -1528,9 +1544,9 @@ static const char *check_golden(const struct golden_mode *m)
 
 	running = GOLDEN_VCPUS;
 	while (running) {
-		/* Every vCPU that was let go reports back once. */
+		/* Every vCPU that was let go reports back once, in time. */
 		for (i = 0; i < running; i++)
-			sem_wait(&event);
+			golden_wait(&event, g, syncs);
 
 		running = stopped = total = 0;
 		for (i = 0; i < GOLDEN_VCPUS; i++) {
