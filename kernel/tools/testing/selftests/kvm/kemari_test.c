@@ -1487,9 +1487,10 @@ static const struct golden_mode golden_modes[] = {
 	{ "quota", 4096, 24, 512, GOLDEN_SYNCS },
 	/*
 	 * A one-page ring (soft limit 192) fills and wraps at nearly every
-	 * sync point; each of those checks ~330 pages, so fewer of them.
+	 * sync point; each of those checks ~330 pages, so fewer of them (see
+	 * tests/kemari.list on the flakes seen under TCG).
 	 */
-	{ "ring_full", 256, 0, 4096, GOLDEN_SYNCS / 4 },
+	{ "ring_full", 256, 0, 4096, GOLDEN_SYNCS / 10 },
 };
 
 static const char *check_golden(const struct golden_mode *m)
