@@ -30,6 +30,8 @@
 
 #include <linux/kvm.h>
 
+#include "bench.h"
+
 #define PAGE		4096ull
 #define GIB		(1ull << 30)
 #define LOW_SIZE	(2ull << 20)	/* slot 0: code and page tables */
@@ -66,20 +68,6 @@ struct bench_vm {
 };
 
 static int kvm_fd;
-
-static void die(const char *what)
-{
-	fprintf(stderr, "kemari-dirty-bench: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
 
 static void *guest_mem(uint64_t size)
 {
@@ -290,13 +278,6 @@ static double bench__round(struct bench_vm *b, uint64_t dirty)
 	return ns;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static double bench__median(struct bench_vm *b, uint64_t dirty, int rounds)
 {
 	double ns[MAX_ROUNDS];
@@ -305,8 +286,7 @@ static double bench__median(struct bench_vm *b, uint64_t dirty, int rounds)
 	bench__round(b, dirty);		/* first touch: map the pages */
 	for (r = 0; r < rounds; r++)
 		ns[r] = bench__round(b, dirty);
-	qsort(ns, rounds, sizeof(ns[0]), cmp_double);
-	return ns[rounds / 2];
+	return median(ns, rounds);
 }
 
 int main(int argc, char *argv[])
@@ -317,6 +297,7 @@ int main(int argc, char *argv[])
 	struct bench_vm ring, bitmap;
 	double tr, tb;
 
+	bench_name = "kemari-dirty-bench";
 	while ((opt = getopt(argc, argv, "r:s:")) != -1) {
 		if (opt == 'r')
 			rounds = atoi(optarg);

@@ -38,6 +38,8 @@
 #include <linux/kvm.h>
 #include <linux/kemari.h>
 
+#include "bench.h"
+
 #define MEM_SIZE	0x10000
 #define CODE_GPA	0x1000
 #define PORT		0xe0
@@ -61,12 +63,6 @@ struct bench_vm {
 };
 
 static int kvm_fd;
-
-static void die(const char *what)
-{
-	fprintf(stderr, "kemari-sync-bench: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
 
 static void bench__create(struct bench_vm *b, enum variant v)
 {
@@ -147,27 +143,6 @@ static void bench__round_trip(struct bench_vm *b)
 	}
 }
 
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char *argv[])
 {
 	struct bench_vm vms[NR_VARIANTS];
@@ -175,6 +150,7 @@ int main(int argc, char *argv[])
 	double t, med[NR_VARIANTS], resume_ns[MAX_ROUNDS], resume;
 	uint64_t fired;
 
+	bench_name = "kemari-sync-bench";
 	while ((opt = getopt(argc, argv, "n:r:")) != -1) {
 		if (opt == 'n')
 			n = atoi(optarg);

@@ -45,6 +45,9 @@ struct kvm_kemari {
  * @deferred_ret: KVM_RUN's return value for the deferred exit
  * @deferred_reason: its exit_reason
  * @deferred_union: a copy of its kvm_run exit union
+ * @tsc_intercepted: the arch logs the guest's TSC reads (KVM_KEMARI_TSC_LOG
+ *	as of the vCPU's latest KVM_RUN)
+ * @tsc: the TSC log since the last sync exit
  * @data: the data of @write
  *
  * Allocated on the vCPU's first KVM_RUN (or Kemari ioctl) and only ever
@@ -58,6 +61,8 @@ struct kvm_kemari_vcpu {
 	int deferred_ret;
 	u32 deferred_reason;
 	u8 deferred_union[256];
+	bool tsc_intercepted;
+	struct kvm_kemari_tsc_log tsc;
 	u8 data[KVM_KEMARI_MAX_DATA];
 };
 
@@ -89,9 +94,20 @@ void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used);
 
 /* Arch hooks. */
 bool kvm_arch_kemari_supported(struct kvm *kvm);
+u64 kvm_arch_kemari_flags(void);
+void kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu);
 bool kvm_arch_kemari_dev_internal(struct kvm *kvm, struct kvm_io_device *dev);
 void kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port, int size,
 			      const void *data);
+
+#ifdef CONFIG_X86
+/* Lazy TSC logging, called from x86.c, svm.c and vmx.c. */
+void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc);
+void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu);
+int kvm_kemari_handle_rdtsc(struct kvm_vcpu *vcpu);
+int kvm_kemari_handle_rdtscp(struct kvm_vcpu *vcpu);
+void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu);
+#endif
 #else
 static inline int kvm_kemari_check_extension(struct kvm *kvm)
 {
@@ -161,6 +177,19 @@ static inline int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 static inline void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used)
 {
 }
+
+#ifdef CONFIG_X86
+static inline void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)
+{
+}
+
+static inline void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu) {}
+static inline void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu) {}
+
+/* Without Kemari, KVM never intercepts RDTSC and RDTSCP only for #UD. */
+#define kvm_kemari_handle_rdtsc		NULL
+#define kvm_kemari_handle_rdtscp	kvm_handle_invalid_op
+#endif
 #endif /* CONFIG_KVM_KEMARI */
 
 #endif /* __LINUX_KEMARI_H */

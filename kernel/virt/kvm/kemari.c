@@ -34,8 +34,14 @@
 #define CREATE_TRACE_POINTS
 #include <trace/events/kemari.h>
 
-/* The args[0] flags this kernel accepts for KVM_ENABLE_CAP(KVM_CAP_KEMARI). */
-#define KVM_KEMARI_VALID_FLAGS	(KVM_KEMARI_ENABLE | KVM_KEMARI_EXEMPT_IRQCHIP)
+/*
+ * The args[0] flags every architecture accepts for
+ * KVM_ENABLE_CAP(KVM_CAP_KEMARI); kvm_arch_kemari_flags() adds its own.
+ */
+#define KVM_KEMARI_GENERIC_FLAGS (KVM_KEMARI_ENABLE | KVM_KEMARI_EXEMPT_IRQCHIP)
+
+/* The flags that a repeated KVM_ENABLE_CAP may change. */
+#define KVM_KEMARI_MUTABLE_FLAGS KVM_KEMARI_TSC_LOG
 
 /*
  * An architecture opts in by implementing this and by calling the
@@ -60,12 +66,28 @@ void __weak kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port,
 {
 }
 
+/* Flags for features of the architecture, such as KVM_KEMARI_TSC_LOG. */
+u64 __weak kvm_arch_kemari_flags(void)
+{
+	return 0;
+}
+
+/* Called at the start of every KVM_RUN of a Kemari vCPU. */
+void __weak kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu)
+{
+}
+
+static u64 kemari_valid_flags(void)
+{
+	return KVM_KEMARI_GENERIC_FLAGS | kvm_arch_kemari_flags();
+}
+
 int kvm_kemari_check_extension(struct kvm *kvm)
 {
 	if (!kvm_arch_kemari_supported(kvm))
 		return 0;
 
-	return KVM_KEMARI_VALID_FLAGS;
+	return kemari_valid_flags();
 }
 
 static int kvm_kemari_check_args(struct kvm_enable_cap *cap)
@@ -73,7 +95,7 @@ static int kvm_kemari_check_args(struct kvm_enable_cap *cap)
 	if (cap->flags)
 		return -EINVAL;
 
-	if (cap->args[0] & ~KVM_KEMARI_VALID_FLAGS)
+	if (cap->args[0] & ~kemari_valid_flags())
 		return -EINVAL;
 
 	/* Turning Kemari off again is not supported (yet). */
@@ -88,6 +110,20 @@ static int kvm_kemari_check_args(struct kvm_enable_cap *cap)
 	if (cap->args[2] || cap->args[3])
 		return -EINVAL;
 
+	return 0;
+}
+
+/*
+ * A repeated KVM_ENABLE_CAP may switch the mutable flags and must leave
+ * everything else as it is.  Each vCPU follows at its next KVM_RUN.
+ */
+static int kemari_change(struct kvm_kemari *kemari, struct kvm_enable_cap *cap)
+{
+	if (((kemari->flags ^ cap->args[0]) & ~KVM_KEMARI_MUTABLE_FLAGS) ||
+	    kemari->dirty_quota != cap->args[1])
+		return -EEXIST;
+
+	WRITE_ONCE(kemari->flags, cap->args[0]);
 	return 0;
 }
 
@@ -111,7 +147,7 @@ int kvm_kemari_enable_cap(struct kvm *kvm, struct kvm_enable_cap *cap)
 
 	mutex_lock(&kvm->lock);
 	if (kvm->kemari) {
-		r = -EEXIST;
+		r = kemari_change(kvm->kemari, cap);
 	} else if (kvm->created_vcpus) {
 		/*
 		 * Every vCPU must see Kemari from its first KVM_RUN on, or
@@ -224,6 +260,12 @@ static void kemari_exit(struct kvm_vcpu *vcpu, u32 reason)
 	memcpy(run->kemari.data, kv->data, min(bytes, KVM_KEMARI_INLINE_DATA));
 	if (bytes > KVM_KEMARI_INLINE_DATA)
 		run->kemari.flags |= KVM_KEMARI_EXIT_DATA_TRUNCATED;
+	if (kv->tsc_intercepted) {
+		run->kemari.tsc = kv->tsc;
+		run->kemari.tsc.flags = KVM_KEMARI_TSC_LOG_ON;
+		kv->tsc.reads = 0;
+		kv->tsc.writes = 0;
+	}
 
 	kemari_count(vcpu, reason);
 	trace_kemari_sync(vcpu->vcpu_id, reason, &kv->write);
@@ -501,6 +543,8 @@ int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu)
 	kv = kemari_vcpu_state(vcpu);
 	if (!kv)
 		return -ENOMEM;
+
+	kvm_arch_kemari_vcpu_enter(vcpu);
 
 	if (!kv->deferred)
 		return 1;

@@ -9,9 +9,12 @@
 #include <linux/kemari.h>
 #include <linux/kvm_host.h>
 
+#include "cpuid.h"
 #include "i8254.h"
 #include "ioapic.h"
 #include "irq.h"
+#include "kvm_cache_regs.h"
+#include "x86.h"
 
 /*
  * Only guests whose whole state the VMM can read and write can be
@@ -60,3 +63,123 @@ void kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port, int size,
 	run->io.count = 1;
 	run->io.port = port;
 }
+
+/*
+ * Lazy TSC logging.  With KVM_KEMARI_TSC_LOG, RDTSC and RDTSCP exit to KVM
+ * (RDMSR of IA32_TSC does on SVM always and on VMX once the MSR bitmap
+ * says so), KVM returns what the guest would have read natively and notes
+ * the value in the vCPU's log.  No read stops the VM: the log reaches the
+ * VMM with the next KVM_EXIT_KEMARI_SYNC, whatever caused that.
+ */
+u64 kvm_arch_kemari_flags(void)
+{
+	return KVM_KEMARI_TSC_LOG;
+}
+
+/*
+ * Log a read at host TSC @host_tsc.  The log is kept in L1's terms, so
+ * that the VMM can restore it with a host-initiated write of IA32_TSC
+ * even if L2 made the read.
+ */
+void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+	u64 tsc;
+
+	if (!kv || !kv->tsc_intercepted)
+		return;
+
+	tsc = kvm_read_l1_tsc(vcpu, host_tsc);
+	kv->tsc.reads++;
+	if (tsc > kv->tsc.max)
+		kv->tsc.max = tsc;
+}
+
+/*
+ * The guest wrote IA32_TSC or IA32_TSC_ADJUST: from now on it reads values
+ * from the new TSC on, which may be below what it read before.
+ */
+void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+
+	if (!kv || !kv->tsc_intercepted)
+		return;
+
+	kv->tsc.writes++;
+	kv->tsc.max = kvm_read_l1_tsc(vcpu, rdtsc());
+}
+
+/* What the guest, L1 or L2, reads natively at host TSC @host_tsc. */
+static u64 kemari_guest_tsc(struct kvm_vcpu *vcpu, u64 host_tsc)
+{
+	return kvm_scale_tsc(host_tsc, vcpu->arch.tsc_scaling_ratio) +
+	       vcpu->arch.tsc_offset;
+}
+
+static int kemari_emulate_rdtsc(struct kvm_vcpu *vcpu, bool rdtscp)
+{
+	u64 host_tsc, tsc, aux = 0;
+
+	if (rdtscp && (!guest_cpuid_has(vcpu, X86_FEATURE_RDTSCP) ||
+		       kvm_get_msr(vcpu, MSR_TSC_AUX, &aux)))
+		return kvm_handle_invalid_op(vcpu);
+
+	host_tsc = rdtsc();
+	tsc = kemari_guest_tsc(vcpu, host_tsc);
+	kvm_kemari_tsc_read(vcpu, host_tsc);
+
+	kvm_rax_write(vcpu, (u32)tsc);
+	kvm_rdx_write(vcpu, tsc >> 32);
+	if (rdtscp)
+		kvm_rcx_write(vcpu, (u32)aux);
+	return kvm_skip_emulated_instruction(vcpu);
+}
+
+/* The RDTSC exit handler of SVM and VMX. */
+int kvm_kemari_handle_rdtsc(struct kvm_vcpu *vcpu)
+{
+	return kemari_emulate_rdtsc(vcpu, false);
+}
+EXPORT_SYMBOL_GPL(kvm_kemari_handle_rdtsc);
+
+/*
+ * The RDTSCP exit handler.  SVM also intercepts RDTSCP to raise #UD when
+ * the guest's CPUID lacks it, and so does this.
+ */
+int kvm_kemari_handle_rdtscp(struct kvm_vcpu *vcpu)
+{
+	return kemari_emulate_rdtsc(vcpu, true);
+}
+EXPORT_SYMBOL_GPL(kvm_kemari_handle_rdtscp);
+
+/*
+ * At the start of KVM_RUN: follow the VM's KVM_KEMARI_TSC_LOG flag, which
+ * a repeated KVM_ENABLE_CAP may have changed since the last KVM_RUN.
+ */
+void kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+	bool on = READ_ONCE(vcpu->kvm->kemari->flags) & KVM_KEMARI_TSC_LOG;
+
+	if (on == kv->tsc_intercepted)
+		return;
+
+	/* A log switched on starts afresh. */
+	memset(&kv->tsc, 0, sizeof(kv->tsc));
+	kv->tsc_intercepted = on;
+	kvm_x86_call(kemari_tsc_intercept)(vcpu, on);
+}
+
+/*
+ * A vCPU reset rewrote the intercepts, or VMX has just left L2 and can
+ * update vmcs01 again: set the TSC intercepts as the log needs them.
+ */
+void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+
+	if (kv)
+		kvm_x86_call(kemari_tsc_intercept)(vcpu, kv->tsc_intercepted);
+}
+EXPORT_SYMBOL_GPL(kvm_kemari_tsc_reapply);

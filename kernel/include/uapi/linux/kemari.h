@@ -28,6 +28,7 @@
  */
 #define KVM_KEMARI_ENABLE		(1ULL << 0)
 #define KVM_KEMARI_EXEMPT_IRQCHIP	(1ULL << 1)
+#define KVM_KEMARI_TSC_LOG		(1ULL << 2)
 
 /* struct kvm_kemari_write: bus. */
 #define KVM_KEMARI_BUS_MMIO		0
@@ -64,6 +65,28 @@ struct kvm_kemari_write {
 
 #define KVM_KEMARI_INLINE_DATA		64
 
+/* struct kvm_kemari_tsc_log: flags */
+#define KVM_KEMARI_TSC_LOG_ON		(1U << 0)
+
+/**
+ * struct kvm_kemari_tsc_log - the guest TSC reads of one vCPU
+ * @max: the highest TSC value, in L1's terms, that KVM returned to the
+ *	 guest since the log was switched on or since the guest's latest
+ *	 write of its TSC, whichever came later; after such a write, at
+ *	 least the TSC right after it; 0 if there was neither
+ * @reads: RDTSC, RDTSCP and RDMSR(IA32_TSC) since this vCPU's previous
+ *	   KVM_EXIT_KEMARI_SYNC
+ * @writes: WRMSR(IA32_TSC) and WRMSR(IA32_TSC_ADJUST) since then
+ * @flags: KVM_KEMARI_TSC_LOG_ON if the vCPU logged its reads on its
+ *	   latest KVM_RUN
+ */
+struct kvm_kemari_tsc_log {
+	__u64 max;
+	__u64 reads;
+	__u32 writes;
+	__u32 flags;
+};
+
 /**
  * struct kvm_kemari_exit - kvm_run->kemari for KVM_EXIT_KEMARI_SYNC
  * @reason: KVM_KEMARI_SYNC_* bits
@@ -74,6 +97,7 @@ struct kvm_kemari_write {
  * @pad: 0
  * @write: this vCPU's pending write; @write.count is 0 if there is none
  * @data: the first bytes of the pending write's data
+ * @tsc: this vCPU's TSC log (KVM_KEMARI_TSC_LOG); all 0 if it is off
  */
 struct kvm_kemari_exit {
 	__u32 reason;
@@ -82,6 +106,7 @@ struct kvm_kemari_exit {
 	__u32 pad;
 	struct kvm_kemari_write write;
 	__u8 data[KVM_KEMARI_INLINE_DATA];
+	struct kvm_kemari_tsc_log tsc;
 };
 
 /**

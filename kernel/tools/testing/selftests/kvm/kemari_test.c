@@ -151,14 +151,25 @@ static const char *test_bad_args(void)
 	return NULL;
 }
 
-/* A second enable is -EEXIST, and the first one stays in force. */
+/*
+ * A second enable may switch KVM_KEMARI_TSC_LOG and nothing else: any
+ * other change is -EEXIST, and the first enable stays in force.
+ */
 static const char *test_enable_twice(void)
 {
 	struct kvm_vm *vm = vm_create_barebones();
 
-	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 8, 0, 0), 0);
 	assert_enable_fails(vm, EEXIST, 0, KVM_KEMARI_ENABLE, 0, 0, 0);
-	assert_enable_fails(vm, EEXIST, 0, KVM_KEMARI_ENABLE, 0, 0, 0);
+	assert_enable_fails(vm, EEXIST, 0, KVM_KEMARI_ENABLE, 9, 0, 0);
+	assert_enable_fails(vm, EEXIST, 0,
+			    KVM_KEMARI_ENABLE | KVM_KEMARI_EXEMPT_IRQCHIP, 8, 0, 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 8, 0, 0), 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE |
+				     KVM_KEMARI_TSC_LOG, 8, 0, 0), 0);
+	assert_enable_fails(vm, EEXIST, 0, KVM_KEMARI_ENABLE |
+			    KVM_KEMARI_TSC_LOG | KVM_KEMARI_EXEMPT_IRQCHIP, 8, 0, 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 8, 0, 0), 0);
 	kvm_vm_free(vm);
 	return NULL;
 }
@@ -1766,6 +1777,342 @@ static const char *test_dirty_ring_garbage(void)
 	return NULL;
 }
 
+/*
+ * Lazy TSC logging (KVM_KEMARI_TSC_LOG).  tsc_guest carries out one
+ * tsc_cmd per round: it reads or writes its TSC, records what it read in
+ * tsc_vals, and ends the round with an OUT to the PIO ioeventfd, a sync
+ * point on a Kemari VM.
+ */
+#define TSC_N		250	/* reads of each kind per TSC_OP_READ */
+#define TSC_MAX_VALS	(4 * TSC_N)
+
+enum tsc_op {
+	TSC_OP_READ,		/* RDTSC, RDTSCP, RDMSR, then all mixed */
+	TSC_OP_WRITE,		/* WRMSR(IA32_TSC, val), then one RDTSC */
+	TSC_OP_ADJUST,		/* IA32_TSC_ADJUST += val, then one RDTSC */
+};
+
+struct tsc_cmd {
+	uint32_t op;
+	uint32_t rdtscp;	/* the guest has RDTSCP */
+	uint64_t val;
+	uint64_t nvals;		/* values in tsc_vals */
+};
+
+static struct tsc_cmd tsc_cmd;
+static uint64_t tsc_vals[TSC_MAX_VALS];
+
+static uint64_t guest_tsc_read(int kind)
+{
+	uint32_t aux;
+
+	switch (kind) {
+	case 0:
+		return rdtsc();
+	case 1:
+		return rdtscp(&aux);
+	default:
+		return rdmsr(MSR_IA32_TSC);
+	}
+}
+
+static void tsc_guest(void)
+{
+	int kinds, i, n;
+
+	for (;;) {
+		GUEST_SYNC(0);
+		kinds = READ_ONCE(tsc_cmd.rdtscp) ? 3 : 2;
+		n = 0;
+		switch (READ_ONCE(tsc_cmd.op)) {
+		case TSC_OP_READ:
+			for (i = 0; i < kinds * TSC_N; i++)
+				tsc_vals[n++] = guest_tsc_read(kinds == 3 ?
+							       i / TSC_N :
+							       2 * (i / TSC_N));
+			for (i = 0; i < TSC_N; i++)
+				tsc_vals[n++] = guest_tsc_read(kinds == 3 ?
+							       i % 3 :
+							       2 * (i % 2));
+			break;
+		case TSC_OP_WRITE:
+			wrmsr(MSR_IA32_TSC, READ_ONCE(tsc_cmd.val));
+			tsc_vals[n++] = rdtsc();
+			break;
+		case TSC_OP_ADJUST:
+			wrmsr(MSR_IA32_TSC_ADJUST, rdmsr(MSR_IA32_TSC_ADJUST) +
+						   READ_ONCE(tsc_cmd.val));
+			tsc_vals[n++] = rdtsc();
+			break;
+		}
+		WRITE_ONCE(tsc_cmd.nvals, n);
+		outb(PIO_PORT, 0);
+	}
+}
+
+static struct kvm_vm *tsc_vm_create(uint64_t kemari_flags,
+				    struct kvm_vcpu **vcpu)
+{
+	struct kvm_vm *vm = vm_create(1);
+
+	if (kemari_flags)
+		TEST_ASSERT_EQ(kemari_enable(vm, 0, kemari_flags, 0, 0, 0), 0);
+	*vcpu = vm_vcpu_add(vm, 0, tsc_guest);
+	return vm;
+}
+
+/* Reads of one TSC_OP_READ round. */
+static uint64_t tsc_reads_per_round(void)
+{
+	return (kvm_cpu_has(X86_FEATURE_RDTSCP) ? 4 : 3) * TSC_N;
+}
+
+struct tsc_round {
+	uint64_t exits;		/* VM exits during the round */
+	uint64_t nvals;
+	uint64_t first, last;	/* first and last value the guest read */
+	uint64_t host_tsc;	/* IA32_TSC read by the host after the round */
+	struct kvm_kemari_tsc_log log;	/* of the sync exit; 0 without one */
+};
+
+/*
+ * From the guest's GUEST_SYNC, carry out one command; with @sync, expect
+ * its OUT to stop at a sync point as the very next exit to userspace
+ * (so no read exited to userspace), else to reach userspace as an IO
+ * exit.  The guest's values must never go backwards within a round.
+ */
+static void tsc_round(struct kvm_vm *vm, struct kvm_vcpu *vcpu, uint32_t op,
+		      uint64_t val, bool sync, struct tsc_round *r)
+{
+	struct tsc_cmd *c = addr_gva2hva(vm, (vm_vaddr_t)&tsc_cmd);
+	uint64_t *vals = addr_gva2hva(vm, (vm_vaddr_t)tsc_vals);
+	uint64_t exits, i;
+
+	c->op = op;
+	c->val = val;
+	c->rdtscp = kvm_cpu_has(X86_FEATURE_RDTSCP);
+	exits = vcpu_stat(vcpu, "exits");
+	vcpu_run(vcpu);
+	r->exits = vcpu_stat(vcpu, "exits") - exits;
+	memset(&r->log, 0, sizeof(r->log));
+	if (sync) {
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_KEMARI_SYNC);
+		TEST_ASSERT_EQ(vcpu->run->kemari.reason, KVM_KEMARI_SYNC_IO_BUS);
+		r->log = vcpu->run->kemari.tsc;
+	} else {
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+		TEST_ASSERT_EQ(vcpu->run->io.port, PIO_PORT);
+	}
+	r->host_tsc = vcpu_get_msr(vcpu, MSR_IA32_TSC);
+	r->nvals = READ_ONCE(c->nvals);
+	TEST_ASSERT(r->nvals && r->nvals <= TSC_MAX_VALS, "guest read %lu values",
+		    r->nvals);
+	for (i = 1; i < r->nvals; i++)
+		TEST_ASSERT(vals[i] >= vals[i - 1],
+			    "TSC went back: read %lu was %#lx, read %lu %#lx",
+			    i - 1, vals[i - 1], i, vals[i]);
+	r->first = vals[0];
+	r->last = vals[r->nvals - 1];
+	if (sync)
+		kemari_resume(vm);
+	run_to_sync(vcpu, 0);
+}
+
+/* The log of a round of reads: exact count, bounds, no exit per read. */
+static void check_tsc_read_round(const struct tsc_round *r)
+{
+	uint64_t reads = tsc_reads_per_round();
+
+	TEST_ASSERT_EQ(r->nvals, reads);
+	TEST_ASSERT_EQ(r->log.flags, KVM_KEMARI_TSC_LOG_ON);
+	TEST_ASSERT_EQ(r->log.reads, reads);
+	TEST_ASSERT_EQ(r->log.writes, 0);
+	TEST_ASSERT(r->log.max >= r->last && r->log.max <= r->host_tsc,
+		    "log max %#llx outside [last read %#lx, host TSC %#lx]",
+		    r->log.max, r->last, r->host_tsc);
+	TEST_ASSERT(r->exits >= reads,
+		    "%lu VM exits for %lu intercepted reads", r->exits, reads);
+}
+
+/*
+ * A round of reads that KVM does not intercept: no log, and few exits.
+ * SVM intercepts RDMSR(IA32_TSC) in any case, so only RDTSC and RDTSCP
+ * count: at most half of them may coincide with an exit.
+ */
+static void check_tsc_native_round(const struct tsc_round *r)
+{
+	bool rdtscp = kvm_cpu_has(X86_FEATURE_RDTSCP);
+	uint64_t reads = tsc_reads_per_round();
+	uint64_t msr_reads = TSC_N + (rdtscp ? TSC_N / 3 : TSC_N / 2);
+
+	TEST_ASSERT_EQ(r->nvals, reads);
+	TEST_ASSERT(!r->log.max && !r->log.reads && !r->log.writes &&
+		    !r->log.flags, "TSC log without KVM_KEMARI_TSC_LOG");
+	TEST_ASSERT(r->exits < msr_reads + (reads - msr_reads) / 2,
+		    "%lu VM exits for %lu reads, %lu of them RDMSR",
+		    r->exits, reads, msr_reads);
+}
+
+/*
+ * With KVM_KEMARI_TSC_LOG the guest's reads stay monotonic, none reaches
+ * userspace, and the sync exit reports their number and an upper bound
+ * that the host's own reading of the TSC does not exceed.  Guest writes
+ * of IA32_TSC and IA32_TSC_ADJUST move the TSC and the log with them.
+ */
+static const char *test_tsc_log(void)
+{
+	struct tsc_round r, w;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int fd;
+
+	vm = tsc_vm_create(KVM_KEMARI_ENABLE | KVM_KEMARI_TSC_LOG, &vcpu);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	run_to_sync(vcpu, 0);
+
+	tsc_round(vm, vcpu, TSC_OP_READ, 0, true, &r);
+	check_tsc_read_round(&r);
+	TEST_ASSERT_EQ(eventfd_count(fd), 1);
+
+	/* A second round counts from the last sync exit on. */
+	tsc_round(vm, vcpu, TSC_OP_READ, 0, true, &r);
+	check_tsc_read_round(&r);
+
+	/* WRMSR(IA32_TSC) far ahead: the log follows the write. */
+	tsc_round(vm, vcpu, TSC_OP_WRITE, r.log.max + (1ull << 40), true, &w);
+	TEST_ASSERT_EQ(w.log.writes, 1);
+	TEST_ASSERT_EQ(w.log.reads, 1);
+	TEST_ASSERT(w.first >= r.log.max + (1ull << 40) &&
+		    w.log.max >= w.first && w.log.max <= w.host_tsc,
+		    "after WRMSR(IA32_TSC, %#llx): read %#lx, log max %#llx, host TSC %#lx",
+		    r.log.max + (1ull << 40), w.first, w.log.max, w.host_tsc);
+	r = w;
+
+	/* IA32_TSC_ADJUST moves the TSC back: so does the log's maximum. */
+	if (kvm_cpu_has(X86_FEATURE_TSC_ADJUST)) {
+		tsc_round(vm, vcpu, TSC_OP_ADJUST, -(1ull << 39), true, &w);
+		TEST_ASSERT_EQ(w.log.writes, 1);
+		TEST_ASSERT_EQ(w.log.reads, 1);
+		TEST_ASSERT(w.first < r.log.max &&
+			    w.first + (1ull << 39) >= r.first &&
+			    w.log.max >= w.first && w.log.max < r.log.max &&
+			    w.log.max <= w.host_tsc,
+			    "after TSC_ADJUST -2^39: read %#lx (before %#lx), log max %#llx (before %#llx), host TSC %#lx",
+			    w.first, r.first, w.log.max, r.log.max, w.host_tsc);
+	}
+
+	/* Reads after the writes are logged as before. */
+	tsc_round(vm, vcpu, TSC_OP_READ, 0, true, &r);
+	check_tsc_read_round(&r);
+
+	close(fd);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * Without the flag, and without Kemari, RDTSC runs natively: no exits, no
+ * log.  A repeated KVM_ENABLE_CAP switches the flag at a sync point, and
+ * the next KVM_RUN follows it both ways; no other change is allowed.
+ */
+static const char *test_tsc_log_off(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct tsc_round r;
+	struct kvm_vm *vm;
+	int fd;
+
+	vm = tsc_vm_create(0, &vcpu);
+	run_to_sync(vcpu, 0);
+	tsc_round(vm, vcpu, TSC_OP_READ, 0, false, &r);
+	check_tsc_native_round(&r);
+	kvm_vm_free(vm);
+
+	vm = tsc_vm_create(KVM_KEMARI_ENABLE, &vcpu);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	run_to_sync(vcpu, 0);
+	tsc_round(vm, vcpu, TSC_OP_READ, 0, true, &r);
+	check_tsc_native_round(&r);
+
+	assert_enable_fails(vm, EEXIST, 0, KVM_KEMARI_ENABLE |
+			    KVM_KEMARI_TSC_LOG | KVM_KEMARI_EXEMPT_IRQCHIP, 0, 0, 0);
+	assert_enable_fails(vm, EEXIST, 0, KVM_KEMARI_ENABLE |
+			    KVM_KEMARI_TSC_LOG, 16, 0, 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE |
+				     KVM_KEMARI_TSC_LOG, 0, 0, 0), 0);
+	tsc_round(vm, vcpu, TSC_OP_READ, 0, true, &r);
+	check_tsc_read_round(&r);
+
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	tsc_round(vm, vcpu, TSC_OP_READ, 0, true, &r);
+	check_tsc_native_round(&r);
+
+	close(fd);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * The restore protocol of kemari.rst: a checkpoint taken at a sync exit
+ * is restored into a new VM, whose TSC is set to the larger of the
+ * checkpoint's IA32_TSC and the log's maximum.  The guest's first read
+ * there is at least the maximum the primary ever returned.
+ */
+static const char *test_tsc_restore(void)
+{
+	struct kvm_x86_state *state;
+	struct kvm_kemari_tsc_log log;
+	struct kvm_vcpu *vcpu;
+	uint64_t tsc, *vals;
+	struct tsc_cmd *c;
+	struct kvm_vm *vm;
+	int fd;
+
+	vm = tsc_vm_create(KVM_KEMARI_ENABLE | KVM_KEMARI_TSC_LOG, &vcpu);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	run_to_sync(vcpu, 0);
+
+	/* Far ahead of any fresh VM's TSC, then a round of reads. */
+	c = addr_gva2hva(vm, (vm_vaddr_t)&tsc_cmd);
+	c->op = TSC_OP_WRITE;
+	c->val = 1ull << 50;
+	run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	kemari_resume(vm);
+	run_to_sync(vcpu, 0);
+	c->op = TSC_OP_READ;
+	c->rdtscp = kvm_cpu_has(X86_FEATURE_RDTSCP);
+	run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+
+	/* The checkpoint. */
+	log = vcpu->run->kemari.tsc;
+	TEST_ASSERT_EQ(log.reads, tsc_reads_per_round());
+	TEST_ASSERT(log.max >= 1ull << 50, "log max %#llx", log.max);
+	tsc = vcpu_get_msr(vcpu, MSR_IA32_TSC);
+	state = vcpu_save_state(vcpu);
+	close(fd);
+
+	/* The secondary: a new VM from the same memory. */
+	kvm_vm_release(vm);
+	vcpu = vm_recreate_with_one_vcpu(vm);
+	vcpu_load_state(vcpu, state);
+	kvm_x86_state_cleanup(state);
+	vcpu_set_msr(vcpu, MSR_IA32_TSC, tsc > log.max ? tsc : log.max);
+
+	/* The guest goes on after its OUT, to GUEST_SYNC, then reads. */
+	run_to_sync(vcpu, 0);
+	c = addr_gva2hva(vm, (vm_vaddr_t)&tsc_cmd);
+	vals = addr_gva2hva(vm, (vm_vaddr_t)tsc_vals);
+	c->op = TSC_OP_READ;
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(vcpu->run->io.port, PIO_PORT);
+	TEST_ASSERT(vals[0] >= log.max,
+		    "first read after restore %#lx < saved maximum %#llx",
+		    vals[0], log.max);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
 struct kemari_testcase {
 	const char *name;
 	/* Returns NULL if the case passed, or why it was skipped. */
@@ -1798,6 +2145,9 @@ static const struct kemari_testcase testcases[] = {
 	{ "golden_quota", test_golden_quota },
 	{ "golden_ring_full", test_golden_ring_full },
 	{ "dirty_ring_garbage", test_dirty_ring_garbage },
+	{ "tsc_log", test_tsc_log },
+	{ "tsc_log_off", test_tsc_log_off },
+	{ "tsc_restore", test_tsc_restore },
 };
 
 /* Is case @name selected?  With no arguments, every case is. */

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kemari-tsc-bench: what one guest RDTSC costs with the lazy TSC log,
+ * next to a native RDTSC and to a sync point per read.
+ *
+ * Three VMs, all with Kemari on and an ioeventfd on the guest's port, so
+ * that every OUT is a KVM_EXIT_KEMARI_SYNC that the VMM answers with
+ * KVM_KEMARI_RESUME and KVM_RUN:
+ *
+ *   native  no KVM_KEMARI_TSC_LOG: -n RDTSCs, then one OUT.
+ *   lazy    KVM_KEMARI_TSC_LOG: the same loop; KVM intercepts every RDTSC
+ *           and logs it, and the sync exit after the loop must report
+ *           exactly -n reads.
+ *   sync    KVM_KEMARI_TSC_LOG, and an OUT after every RDTSC: the
+ *           "prohibitive" design that syncs on each read.
+ *
+ * The variants take turns, -r rounds of -n reads each, all in one boot;
+ * the median ns per read is printed with the ratios.  The goal is
+ * lazy/sync <= 1/20.  Timings under emulation (TCG) are distorted; the
+ * ratios are the result, and the program runs as well on real hardware.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/kvm.h>
+#include <linux/kemari.h>
+
+#include "bench.h"
+
+#define MEM_SIZE	0x10000
+#define CODE_GPA	0x1000
+#define PORT		0xe0
+#define MAX_ROUNDS	64
+
+enum variant { NATIVE, LAZY, SYNC, NR_VARIANTS };
+static const char * const variant_name[] = { "native", "lazy", "sync" };
+
+struct bench_vm {
+	enum variant v;
+	int vm_fd, vcpu_fd;
+	struct kvm_run *run;
+	double ns[MAX_ROUNDS];
+};
+
+static int kvm_fd;
+
+/*
+ * Real mode.  native, lazy:
+ *	mov dx, PORT
+ *   1:	mov cx, n
+ *   2:	rdtsc
+ *	loop 2b
+ *	out dx, al
+ *	jmp 1b
+ * sync:
+ *	mov dx, PORT
+ *   1:	rdtsc
+ *	out dx, al
+ *	jmp 1b
+ */
+static size_t bench__code(enum variant v, uint16_t n, uint8_t *code)
+{
+	static const uint8_t loop[] = {
+		0xba, PORT, 0x00, 0xb9, 0, 0, 0x0f, 0x31, 0xe2, 0xfc,
+		0xee, 0xeb, 0xf6,
+	};
+	static const uint8_t each[] = {
+		0xba, PORT, 0x00, 0x0f, 0x31, 0xee, 0xeb, 0xfb,
+	};
+
+	if (v == SYNC) {
+		memcpy(code, each, sizeof(each));
+		return sizeof(each);
+	}
+	memcpy(code, loop, sizeof(loop));
+	code[4] = n & 0xff;
+	code[5] = n >> 8;
+	return sizeof(loop);
+}
+
+static void bench__create(struct bench_vm *b, enum variant v, uint16_t n)
+{
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_KEMARI,
+		.args = { KVM_KEMARI_ENABLE | (v == NATIVE ? 0 : KVM_KEMARI_TSC_LOG) },
+	};
+	struct kvm_userspace_memory_region region = {
+		.memory_size = MEM_SIZE,
+	};
+	struct kvm_ioeventfd io = {
+		.addr = PORT, .len = 1, .flags = KVM_IOEVENTFD_FLAG_PIO,
+	};
+	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 0x2 };
+	struct kvm_sregs sregs;
+	void *mem;
+
+	b->v = v;
+	b->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	if (b->vm_fd < 0)
+		die("KVM_CREATE_VM");
+	if (ioctl(b->vm_fd, KVM_ENABLE_CAP, &cap))
+		die("KVM_ENABLE_CAP(KVM_CAP_KEMARI)");
+
+	mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		die("mmap");
+	bench__code(v, n, (uint8_t *)mem + CODE_GPA);
+	region.userspace_addr = (uintptr_t)mem;
+	if (ioctl(b->vm_fd, KVM_SET_USER_MEMORY_REGION, &region))
+		die("KVM_SET_USER_MEMORY_REGION");
+
+	io.fd = eventfd(0, EFD_NONBLOCK);
+	if (io.fd < 0 || ioctl(b->vm_fd, KVM_IOEVENTFD, &io))
+		die("KVM_IOEVENTFD");
+
+	b->vcpu_fd = ioctl(b->vm_fd, KVM_CREATE_VCPU, 0);
+	if (b->vcpu_fd < 0)
+		die("KVM_CREATE_VCPU");
+	b->run = mmap(NULL, ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0),
+		      PROT_READ | PROT_WRITE, MAP_SHARED, b->vcpu_fd, 0);
+	if (b->run == MAP_FAILED)
+		die("mmap kvm_run");
+	if (ioctl(b->vcpu_fd, KVM_GET_SREGS, &sregs))
+		die("KVM_GET_SREGS");
+	sregs.cs.base = 0;
+	sregs.cs.selector = 0;
+	if (ioctl(b->vcpu_fd, KVM_SET_SREGS, &sregs) ||
+	    ioctl(b->vcpu_fd, KVM_SET_REGS, &regs))
+		die("KVM_SET_SREGS/REGS");
+}
+
+/* Resume and run to the next sync exit, and check the log it carries. */
+static void bench__sync(struct bench_vm *b, uint64_t want_reads)
+{
+	const struct kvm_kemari_tsc_log *log = &b->run->kemari.tsc;
+
+	if (ioctl(b->vm_fd, KVM_KEMARI_RESUME, 0))
+		die("KVM_KEMARI_RESUME");
+	while (ioctl(b->vcpu_fd, KVM_RUN, 0))
+		if (errno != EINTR && errno != EAGAIN)
+			die("KVM_RUN");
+	if (b->run->exit_reason != KVM_EXIT_KEMARI_SYNC) {
+		fprintf(stderr, "%s: %s: exit reason %u, want %u\n", bench_name,
+			variant_name[b->v], b->run->exit_reason,
+			KVM_EXIT_KEMARI_SYNC);
+		exit(1);
+	}
+	if (log->reads != want_reads) {
+		fprintf(stderr, "%s: %s: the log counts %llu reads, want %llu\n",
+			bench_name, variant_name[b->v],
+			(unsigned long long)log->reads,
+			(unsigned long long)want_reads);
+		exit(1);
+	}
+}
+
+/* Time @n guest reads; returns ns per read. */
+static double bench__reads(struct bench_vm *b, int n)
+{
+	double t = now_ns();
+	int i;
+
+	if (b->v == SYNC)
+		for (i = 0; i < n; i++)
+			bench__sync(b, 1);
+	else
+		bench__sync(b, b->v == LAZY ? n : 0);
+	return (now_ns() - t) / n;
+}
+
+int main(int argc, char *argv[])
+{
+	struct bench_vm vms[NR_VARIANTS];
+	int n = 2000, rounds = 21, opt, r, i, v;
+	double med[NR_VARIANTS];
+
+	bench_name = "kemari-tsc-bench";
+	while ((opt = getopt(argc, argv, "n:r:")) != -1) {
+		if (opt == 'n')
+			n = atoi(optarg);
+		else if (opt == 'r')
+			rounds = atoi(optarg);
+		else
+			goto usage;
+	}
+	if (n < 1 || n > 65535 || rounds < 1 || rounds > MAX_ROUNDS)
+		goto usage;
+
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm_fd < 0)
+		die("open /dev/kvm");
+	if (!(ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_KEMARI) &
+	      KVM_KEMARI_TSC_LOG)) {
+		fprintf(stderr, "%s: no KVM_KEMARI_TSC_LOG\n", bench_name);
+		return 4;
+	}
+
+	/* Run each VM to its first sync exit, then warm up. */
+	for (v = 0; v < NR_VARIANTS; v++) {
+		bench__create(&vms[v], v, n);
+		while (ioctl(vms[v].vcpu_fd, KVM_RUN, 0))
+			if (errno != EINTR && errno != EAGAIN)
+				die("KVM_RUN");
+		bench__reads(&vms[v], n);	/* warm up */
+	}
+
+	for (r = 0; r < rounds; r++)
+		for (v = r % NR_VARIANTS, i = 0; i < NR_VARIANTS;
+		     v = (v + 1) % NR_VARIANTS, i++)
+			vms[v].ns[r] = bench__reads(&vms[v], n);
+
+	printf("# %d rounds of %d guest RDTSCs per variant, median ns per read\n",
+	       rounds, n);
+	for (v = 0; v < NR_VARIANTS; v++) {
+		med[v] = median(vms[v].ns, rounds);
+		printf("%-8s %10.1f ns   ratio to native %.2f\n", variant_name[v],
+		       med[v], med[v] / med[NATIVE]);
+	}
+	printf("lazy/sync ratio: %.4f (goal <= 0.05, i.e. 1/%.0f)\n",
+	       med[LAZY] / med[SYNC], med[SYNC] / med[LAZY]);
+	return 0;
+
+usage:
+	fprintf(stderr, "usage: %s [-n reads per block (<= 65535)] [-r rounds (<= %d)]\n",
+		argv[0], MAX_ROUNDS);
+	return 2;
+}
