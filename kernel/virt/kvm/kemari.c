@@ -305,7 +305,7 @@ static bool kemari_range_hit(const struct kvm_io_range *dev,
 static bool kemari_needs_sync(struct kvm *kvm, struct kvm_io_bus *bus,
 			      int i, const struct kvm_io_range *range)
 {
-	bool exempt = kvm->kemari->flags & KVM_KEMARI_EXEMPT_IRQCHIP;
+	bool exempt = READ_ONCE(kvm->kemari->flags) & KVM_KEMARI_EXEMPT_IRQCHIP;
 	struct kvm_io_device *dev;
 
 	for (; i < bus->dev_count && kemari_range_hit(&bus->range[i], range);

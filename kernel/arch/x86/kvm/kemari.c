@@ -73,7 +73,7 @@ void kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port, int size,
  */
 u64 kvm_arch_kemari_flags(void)
 {
-	return KVM_KEMARI_TSC_LOG;
+	return kvm_x86_ops.kemari_tsc_intercept ? KVM_KEMARI_TSC_LOG : 0;
 }
 
 /*
@@ -93,6 +93,14 @@ void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)
 	kv->tsc.reads++;
 	if (tsc > kv->tsc.max)
 		kv->tsc.max = tsc;
+
+	/*
+	 * With an unstable host TSC, the next vcpu_load() lets the guest's
+	 * TSC go on from last_guest_tsc, taken at the VM exit before this
+	 * read: make it go on from here, or the guest could read less.
+	 */
+	if ((s64)(tsc - vcpu->arch.last_guest_tsc) > 0)
+		vcpu->arch.last_guest_tsc = tsc;
 }
 
 /*
@@ -172,8 +180,9 @@ void kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu)
 }
 
 /*
- * A vCPU reset rewrote the intercepts, or VMX has just left L2 and can
- * update vmcs01 again: set the TSC intercepts as the log needs them.
+ * A vCPU reset or a CPUID update rewrote the intercepts, or VMX has just
+ * left L2 and can update vmcs01 again: set the TSC intercepts as the log
+ * needs them.
  */
 void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu)
 {
