@@ -13,6 +13,11 @@
  * device write, the exit comes before the device sees the write, it
  * describes the write, the write lands exactly once after
  * KVM_KEMARI_RESUME and the guest goes on after the instruction.
+ *
+ * The golden cases check that the dirty rings hold every page written
+ * between two sync points, and the tsc cases that KVM_KEMARI_TSC_LOG
+ * answers TSC reads in the kernel, logs them exactly, and that a TSC
+ * restored per the documented protocol never goes back.
  */
 #include <errno.h>
 #include <pthread.h>
