@@ -145,9 +145,7 @@ static void bench__create(struct bench_vm *b, bool ring, uint64_t size)
 	b->data = guest_mem(size);
 	b->ring = ring;
 	b->size = size;
-	b->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
-	if (b->vm_fd < 0)
-		die("KVM_CREATE_VM");
+	b->vm_fd = bench_vm_create(kvm_fd, 0);
 	if (ring) {
 		cap.cap = KVM_CAP_DIRTY_LOG_RING;
 		cap.args[0] = RING_ENTRIES * sizeof(struct kvm_dirty_gfn);
@@ -168,13 +166,7 @@ static void bench__create(struct bench_vm *b, bool ring, uint64_t size)
 			die("calloc bitmap");
 	}
 
-	b->vcpu_fd = ioctl(b->vm_fd, KVM_CREATE_VCPU, 0);
-	if (b->vcpu_fd < 0)
-		die("KVM_CREATE_VCPU");
-	b->run = mmap(NULL, ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0),
-		      PROT_READ | PROT_WRITE, MAP_SHARED, b->vcpu_fd, 0);
-	if (b->run == MAP_FAILED)
-		die("mmap kvm_run");
+	b->run = bench_vcpu_create(kvm_fd, b->vm_fd, &b->vcpu_fd);
 	if (ring) {
 		b->gfns = mmap(NULL, RING_ENTRIES * sizeof(struct kvm_dirty_gfn),
 			       PROT_READ | PROT_WRITE, MAP_SHARED, b->vcpu_fd,

@@ -40,8 +40,6 @@
 
 #include "bench.h"
 
-#define MEM_SIZE	0x10000
-#define CODE_GPA	0x1000
 #define PORT		0xe0
 #define MAX_ROUNDS	64
 
@@ -66,61 +64,17 @@ static int kvm_fd;
 
 static void bench__create(struct bench_vm *b, enum variant v)
 {
-	struct kvm_enable_cap cap = {
-		.cap = KVM_CAP_KEMARI, .args = { KVM_KEMARI_ENABLE },
-	};
-	struct kvm_userspace_memory_region region = {
-		.memory_size = MEM_SIZE,
-	};
-	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 0x2 };
-	struct kvm_sregs sregs;
-	void *mem;
-
 	b->v = v;
-	b->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
-	if (b->vm_fd < 0)
-		die("KVM_CREATE_VM");
-	if (v != IO && ioctl(b->vm_fd, KVM_ENABLE_CAP, &cap))
-		die("KVM_ENABLE_CAP(KVM_CAP_KEMARI)");
-
-	mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED)
-		die("mmap");
-	memcpy((char *)mem + CODE_GPA, guest_code, sizeof(guest_code));
-	region.userspace_addr = (uintptr_t)mem;
-	if (ioctl(b->vm_fd, KVM_SET_USER_MEMORY_REGION, &region))
-		die("KVM_SET_USER_MEMORY_REGION");
-
+	b->vm_fd = bench_vm_create(kvm_fd, v == IO ? 0 : KVM_KEMARI_ENABLE);
 	if (v == IO_EFD) {
 		b->efd = eventfd(0, EFD_NONBLOCK);
 		if (b->efd < 0)
 			die("eventfd");
 	}
-	if (v == SYNC) {
-		struct kvm_ioeventfd io = {
-			.addr = PORT, .len = 1, .flags = KVM_IOEVENTFD_FLAG_PIO,
-		};
-
-		b->efd = io.fd = eventfd(0, EFD_NONBLOCK);
-		if (io.fd < 0 || ioctl(b->vm_fd, KVM_IOEVENTFD, &io))
-			die("KVM_IOEVENTFD");
-	}
-
-	b->vcpu_fd = ioctl(b->vm_fd, KVM_CREATE_VCPU, 0);
-	if (b->vcpu_fd < 0)
-		die("KVM_CREATE_VCPU");
-	b->run = mmap(NULL, ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0),
-		      PROT_READ | PROT_WRITE, MAP_SHARED, b->vcpu_fd, 0);
-	if (b->run == MAP_FAILED)
-		die("mmap kvm_run");
-	if (ioctl(b->vcpu_fd, KVM_GET_SREGS, &sregs))
-		die("KVM_GET_SREGS");
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	if (ioctl(b->vcpu_fd, KVM_SET_SREGS, &sregs) ||
-	    ioctl(b->vcpu_fd, KVM_SET_REGS, &regs))
-		die("KVM_SET_SREGS/REGS");
+	if (v == SYNC)
+		b->efd = bench_pio_ioeventfd(b->vm_fd, PORT);
+	b->run = bench_real_mode_vcpu(kvm_fd, b->vm_fd, guest_code,
+				      sizeof(guest_code), &b->vcpu_fd);
 }
 
 /* One round trip: the VMM's answer to the last exit, up to the next one. */

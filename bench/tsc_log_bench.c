@@ -41,8 +41,6 @@
 
 #include "bench.h"
 
-#define MEM_SIZE	0x10000
-#define CODE_GPA	0x1000
 #define PORT		0xe0
 #define MAX_ROUNDS	64
 
@@ -75,7 +73,7 @@ static int kvm_fd;
  *	out dx, al
  *	jmp 1b
  */
-static void bench__code(enum variant v, uint16_t n, uint8_t *code)
+static size_t bench__code(enum variant v, uint16_t n, uint8_t *code)
 {
 	static const uint8_t loop[] = {
 		0xb9, 0, 0, 0x0f, 0x31, 0xe2, 0xfc, 0xba, PORT, 0x00,
@@ -87,63 +85,24 @@ static void bench__code(enum variant v, uint16_t n, uint8_t *code)
 
 	if (v >= SYNC) {
 		memcpy(code, each, sizeof(each));
-		return;
+		return sizeof(each);
 	}
 	memcpy(code, loop, sizeof(loop));
 	code[1] = n & 0xff;
 	code[2] = n >> 8;
+	return sizeof(loop);
 }
 
 static void bench__create(struct bench_vm *b, enum variant v, uint16_t n)
 {
-	struct kvm_enable_cap cap = {
-		.cap = KVM_CAP_KEMARI,
-		.args = { KVM_KEMARI_ENABLE | (v == NATIVE ? 0 : KVM_KEMARI_TSC_LOG) },
-	};
-	struct kvm_userspace_memory_region region = {
-		.memory_size = MEM_SIZE,
-	};
-	struct kvm_ioeventfd io = {
-		.addr = PORT, .len = 1, .flags = KVM_IOEVENTFD_FLAG_PIO,
-	};
-	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 0x2 };
-	struct kvm_sregs sregs;
-	void *mem;
+	uint8_t code[16];
+	size_t len = bench__code(v, n, code);
 
 	b->v = v;
-	b->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
-	if (b->vm_fd < 0)
-		die("KVM_CREATE_VM");
-	if (ioctl(b->vm_fd, KVM_ENABLE_CAP, &cap))
-		die("KVM_ENABLE_CAP(KVM_CAP_KEMARI)");
-
-	mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED)
-		die("mmap");
-	bench__code(v, n, (uint8_t *)mem + CODE_GPA);
-	region.userspace_addr = (uintptr_t)mem;
-	if (ioctl(b->vm_fd, KVM_SET_USER_MEMORY_REGION, &region))
-		die("KVM_SET_USER_MEMORY_REGION");
-
-	io.fd = eventfd(0, EFD_NONBLOCK);
-	if (io.fd < 0 || ioctl(b->vm_fd, KVM_IOEVENTFD, &io))
-		die("KVM_IOEVENTFD");
-
-	b->vcpu_fd = ioctl(b->vm_fd, KVM_CREATE_VCPU, 0);
-	if (b->vcpu_fd < 0)
-		die("KVM_CREATE_VCPU");
-	b->run = mmap(NULL, ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0),
-		      PROT_READ | PROT_WRITE, MAP_SHARED, b->vcpu_fd, 0);
-	if (b->run == MAP_FAILED)
-		die("mmap kvm_run");
-	if (ioctl(b->vcpu_fd, KVM_GET_SREGS, &sregs))
-		die("KVM_GET_SREGS");
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	if (ioctl(b->vcpu_fd, KVM_SET_SREGS, &sregs) ||
-	    ioctl(b->vcpu_fd, KVM_SET_REGS, &regs))
-		die("KVM_SET_SREGS/REGS");
+	b->vm_fd = bench_vm_create(kvm_fd, KVM_KEMARI_ENABLE |
+				   (v == NATIVE ? 0 : KVM_KEMARI_TSC_LOG));
+	bench_pio_ioeventfd(b->vm_fd, PORT);
+	b->run = bench_real_mode_vcpu(kvm_fd, b->vm_fd, code, len, &b->vcpu_fd);
 }
 
 /* What a checkpoint saves of a vCPU, at the least. */
