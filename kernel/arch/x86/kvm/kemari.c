@@ -118,24 +118,20 @@ void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu)
 	kv->tsc.max = kvm_read_l1_tsc(vcpu, rdtsc());
 }
 
-/* What the guest, L1 or L2, reads natively at host TSC @host_tsc. */
-static u64 kemari_guest_tsc(struct kvm_vcpu *vcpu, u64 host_tsc)
-{
-	return kvm_scale_tsc(host_tsc, vcpu->arch.tsc_scaling_ratio) +
-	       vcpu->arch.tsc_offset;
-}
-
+/*
+ * The guest's own read of IA32_TSC returns what the guest, L1 or L2, reads
+ * natively, and logs it; so does the emulator's RDTSC.
+ */
 static int kemari_emulate_rdtsc(struct kvm_vcpu *vcpu, bool rdtscp)
 {
-	u64 host_tsc, tsc, aux = 0;
+	u64 tsc, aux = 0;
 
 	if (rdtscp && (!guest_cpuid_has(vcpu, X86_FEATURE_RDTSCP) ||
 		       kvm_get_msr(vcpu, MSR_TSC_AUX, &aux)))
 		return kvm_handle_invalid_op(vcpu);
 
-	host_tsc = rdtsc();
-	tsc = kemari_guest_tsc(vcpu, host_tsc);
-	kvm_kemari_tsc_read(vcpu, host_tsc);
+	if (kvm_get_msr(vcpu, MSR_IA32_TSC, &tsc))
+		return kvm_handle_invalid_op(vcpu);
 
 	kvm_rax_write(vcpu, (u32)tsc);
 	kvm_rdx_write(vcpu, tsc >> 32);
