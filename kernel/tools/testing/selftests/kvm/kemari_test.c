@@ -1807,18 +1807,16 @@ struct tsc_cmd {
 static struct tsc_cmd tsc_cmd;
 static uint64_t tsc_vals[TSC_MAX_VALS];
 
-static uint64_t guest_tsc_read(int kind)
+/* Read kind @k of @kinds: RDTSC, RDTSCP if the guest has it, RDMSR. */
+static uint64_t guest_tsc_read(int k, int kinds)
 {
 	uint32_t aux;
 
-	switch (kind) {
-	case 0:
+	if (!k)
 		return rdtsc();
-	case 1:
+	if (k == 1 && kinds == 3)
 		return rdtscp(&aux);
-	default:
-		return rdmsr(MSR_IA32_TSC);
-	}
+	return rdmsr(MSR_IA32_TSC);
 }
 
 static void tsc_guest(void)
@@ -1832,13 +1830,9 @@ static void tsc_guest(void)
 		switch (READ_ONCE(tsc_cmd.op)) {
 		case TSC_OP_READ:
 			for (i = 0; i < kinds * TSC_N; i++)
-				tsc_vals[n++] = guest_tsc_read(kinds == 3 ?
-							       i / TSC_N :
-							       2 * (i / TSC_N));
+				tsc_vals[n++] = guest_tsc_read(i / TSC_N, kinds);
 			for (i = 0; i < TSC_N; i++)
-				tsc_vals[n++] = guest_tsc_read(kinds == 3 ?
-							       i % 3 :
-							       2 * (i % 2));
+				tsc_vals[n++] = guest_tsc_read(i % kinds, kinds);
 			break;
 		case TSC_OP_WRITE:
 			wrmsr(MSR_IA32_TSC, READ_ONCE(tsc_cmd.val));
@@ -1855,14 +1849,23 @@ static void tsc_guest(void)
 	}
 }
 
+/*
+ * A VM running tsc_guest, stopped at its first GUEST_SYNC.  With Kemari,
+ * *@fd is the ioeventfd that makes the guest's OUT a sync point; without,
+ * the OUT exits to userspace and *@fd is -1.
+ */
 static struct kvm_vm *tsc_vm_create(uint64_t kemari_flags,
-				    struct kvm_vcpu **vcpu)
+				    struct kvm_vcpu **vcpu, int *fd)
 {
 	struct kvm_vm *vm = vm_create(1);
 
-	if (kemari_flags)
+	*fd = -1;
+	if (kemari_flags) {
 		TEST_ASSERT_EQ(kemari_enable(vm, 0, kemari_flags, 0, 0, 0), 0);
+		*fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	}
 	*vcpu = vm_vcpu_add(vm, 0, tsc_guest);
+	run_to_sync(*vcpu, 0);
 	return vm;
 }
 
@@ -1971,9 +1974,7 @@ static const char *test_tsc_log(void)
 	struct kvm_vm *vm;
 	int fd;
 
-	vm = tsc_vm_create(KVM_KEMARI_ENABLE | KVM_KEMARI_TSC_LOG, &vcpu);
-	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
-	run_to_sync(vcpu, 0);
+	vm = tsc_vm_create(KVM_KEMARI_ENABLE | KVM_KEMARI_TSC_LOG, &vcpu, &fd);
 
 	tsc_round(vm, vcpu, TSC_OP_READ, 0, true, &r);
 	check_tsc_read_round(&r);
@@ -2027,15 +2028,12 @@ static const char *test_tsc_log_off(void)
 	struct kvm_vm *vm;
 	int fd;
 
-	vm = tsc_vm_create(0, &vcpu);
-	run_to_sync(vcpu, 0);
+	vm = tsc_vm_create(0, &vcpu, &fd);
 	tsc_round(vm, vcpu, TSC_OP_READ, 0, false, &r);
 	check_tsc_native_round(&r);
 	kvm_vm_free(vm);
 
-	vm = tsc_vm_create(KVM_KEMARI_ENABLE, &vcpu);
-	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
-	run_to_sync(vcpu, 0);
+	vm = tsc_vm_create(KVM_KEMARI_ENABLE, &vcpu, &fd);
 	tsc_round(vm, vcpu, TSC_OP_READ, 0, true, &r);
 	check_tsc_native_round(&r);
 
@@ -2075,9 +2073,7 @@ static const char *test_tsc_restore(void)
 	struct kvm_vm *vm;
 	int fd, i;
 
-	vm = tsc_vm_create(KVM_KEMARI_ENABLE | KVM_KEMARI_TSC_LOG, &vcpu);
-	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
-	run_to_sync(vcpu, 0);
+	vm = tsc_vm_create(KVM_KEMARI_ENABLE | KVM_KEMARI_TSC_LOG, &vcpu, &fd);
 
 	/* Far ahead of any fresh VM's TSC; the IA32_TSC of that sync point. */
 	c = addr_gva2hva(vm, (vm_vaddr_t)&tsc_cmd);
