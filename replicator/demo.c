@@ -206,8 +206,9 @@ int main(void)
 	if (kemari__enable(d.vm_fd, KVM_KEMARI_ENABLE))
 		die("KVM_ENABLE_CAP(KVM_CAP_KEMARI): %s", strerror(errno));
 	printf("Enabled Kemari on the VM, before creating its vCPU.\n");
-	demo__expect_refusal(d.vm_fd, KVM_KEMARI_ENABLE, EEXIST,
-			     "enabling Kemari a second time");
+	demo__expect_refusal(d.vm_fd,
+			     KVM_KEMARI_ENABLE | KVM_KEMARI_EXEMPT_IRQCHIP,
+			     EEXIST, "enabling it again with other flags");
 
 	busy_vm = ioctl(d.kvm_fd, KVM_CREATE_VM, 0);
 	if (busy_vm < 0 || ioctl(busy_vm, KVM_CREATE_VCPU, 0) < 0)

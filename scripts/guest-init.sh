@@ -9,6 +9,9 @@ mount -t tmpfs tmpfs /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 
+# The replicator's tests talk TCP over the loopback interface.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+
 mode=${kemari_mode:-check}
 per_test_timeout=${kemari_timeout:-600}
 echo "KEMARI-BOOT kernel=$(uname -r) mode=$mode cpus=$(nproc)"

@@ -27,3 +27,5 @@ except docutils.utils.SystemMessage as e:
     sys.exit(1)
 PY
 log "docs: kemari.rst parses cleanly"
+
+"$TOP/scripts/vendor-uapi.sh" --check

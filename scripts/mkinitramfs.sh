@@ -37,6 +37,11 @@ for list in "${lists[@]}"; do
 	done < "$root/tests/$mode.list"
 done
 
+# Programs that the tests start rather than the lists name.
+if [ "$VARIANT" != base ]; then
+	cp "$OUT/bin/kemari-replicator" "$root/tests/"
+fi
+
 # check runs the Kemari tests and then the upstream regression set.
 cat "$root"/tests/{kemari,regression}.list > "$root/tests/check.list" 2>/dev/null ||
 	cp "$root/tests/regression.list" "$root/tests/check.list"

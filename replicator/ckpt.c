@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Building and applying checkpoints.  replica__apply() parses everything
+ * first and applies only a checkpoint that is whole and consistent, so a
+ * truncated, corrupt or hostile one leaves the replica as it was.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "util.h"
+
+#define ALIGN8(x)	(((x) + 7) & ~(size_t)7)
+
+static void *ck__grow(struct ck_buf *b, size_t len)
+{
+	size_t need = b->len + ALIGN8(len);
+	void *p;
+
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 1 << 20;
+
+		while (cap < need)
+			cap *= 2;
+		b->p = realloc(b->p, cap);
+		if (!b->p)
+			die("out of memory for a checkpoint of %zu bytes", need);
+		b->cap = cap;
+	}
+	p = b->p + b->len;
+	memset(p, 0, ALIGN8(len));
+	b->len = need;
+	return p;
+}
+
+static void *ck__section(struct ck_buf *b, enum ck_sec_type type, size_t len)
+{
+	struct ck_sec *s = ck__grow(b, sizeof(*s));
+
+	s->type = type;
+	s->len = len;
+	return len ? ck__grow(b, len) : NULL;
+}
+
+void ck__reset(struct ck_buf *b)
+{
+	b->len = 0;
+}
+
+void ck__add_vm(struct ck_buf *b, const struct ck_vm *vm)
+{
+	memcpy(ck__section(b, CK_VM, sizeof(*vm)), vm, sizeof(*vm));
+}
+
+void ck__add_pages(struct ck_buf *b, const uint8_t *mem,
+		   const uint64_t *gfns, size_t n)
+{
+	uint8_t *p = ck__section(b, CK_PAGES, 8 + n * (8 + PAGE_SIZE));
+	size_t i;
+
+	memcpy(p, &(uint64_t){ n }, 8);
+	p += 8;
+	for (i = 0; i < n; i++) {
+		memcpy(p, &gfns[i], 8);
+		memcpy(p + 8, mem + gfns[i] * PAGE_SIZE, PAGE_SIZE);
+		p += 8 + PAGE_SIZE;
+	}
+}
+
+void ck__add_vcpu(struct ck_buf *b, unsigned int id,
+		  const struct vcpu_state *s)
+{
+	struct ck_vcpu *v = ck__section(b, CK_VCPU, sizeof(*v));
+
+	v->id = id;
+	v->state = *s;
+}
+
+void ck__add_irq(struct ck_buf *b, const struct irq_state *irq)
+{
+	memcpy(ck__section(b, CK_IRQ, sizeof(*irq)), irq, sizeof(*irq));
+}
+
+void ck__add_dev(struct ck_buf *b, const struct ck_blk *blk, uint32_t n)
+{
+	uint8_t *p = ck__section(b, CK_DEV,
+				 sizeof(struct ck_dev) + n * sizeof(*blk));
+	struct ck_dev d = { .nr_blk = n };
+
+	memcpy(p, &d, sizeof(d));
+	memcpy(p + sizeof(d), blk, n * sizeof(*blk));
+}
+
+void ck__add_end(struct ck_buf *b)
+{
+	ck__section(b, CK_END, 0);
+}
+
+int replica__init(struct replica *r, uint64_t mem_size, uint32_t nr_vcpus,
+		  int blk_fd, uint64_t blk_sectors)
+{
+	memset(r, 0, sizeof(*r));
+	r->mem_size = mem_size;
+	r->nr_vcpus = nr_vcpus;
+	r->blk_fd = blk_fd;
+	r->blk_sectors = blk_sectors;
+	r->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return r->mem == MAP_FAILED ? -ENOMEM : 0;
+}
+
+/* The sections of one checkpoint, found and checked by ck__parse(). */
+struct ck_parsed {
+	const struct ck_vm *vm;
+	const uint8_t *pages;
+	uint64_t nr_pages;
+	const struct ck_vcpu *vcpu[MAX_VCPUS];
+	const struct irq_state *irq;
+	const struct ck_dev *dev;
+	const struct ck_blk *blk;
+};
+
+#define REFUSE(msg)			\
+	do {				\
+		*why = (msg);		\
+		return -EBADMSG;	\
+	} while (0)
+
+static int ck__check_vcpu(const struct replica *r, const struct ck_vcpu *v,
+			  unsigned int expect, const char **why)
+{
+	const struct kvm_kemari_pending *p = &v->state.pending;
+
+	if (v->id != expect)
+		REFUSE("vCPU sections out of order");
+	if (v->state.msrs.hdr.nmsrs != NR_SAVED_MSRS)
+		REFUSE("vCPU MSR count is wrong");
+	if (p->write.count &&
+	    ((p->write.bus != KVM_KEMARI_BUS_PIO &&
+	      p->write.bus != KVM_KEMARI_BUS_MMIO) ||
+	     (uint64_t)p->write.count * p->write.len > KVM_KEMARI_MAX_DATA))
+		REFUSE("pending write is malformed");
+	(void)r;
+	return 0;
+}
+
+static int ck__check_pages(const struct replica *r, const uint8_t *p,
+			   uint64_t n, const char **why)
+{
+	uint64_t i, gfn;
+
+	for (i = 0; i < n; i++, p += 8 + PAGE_SIZE) {
+		memcpy(&gfn, p, 8);
+		if (gfn >= r->mem_size / PAGE_SIZE)
+			REFUSE("page beyond guest memory");
+	}
+	return 0;
+}
+
+static int ck__parse(const struct replica *r, const uint8_t *buf,
+		     size_t len, struct ck_parsed *ck, const char **why)
+{
+	unsigned int next = CK_VM, vcpus = 0;
+	size_t off = 0;
+
+	memset(ck, 0, sizeof(*ck));
+	for (;;) {
+		struct ck_sec s;
+		const uint8_t *body;
+
+		if (len - off < sizeof(s))
+			REFUSE("truncated: no end section");
+		memcpy(&s, buf + off, sizeof(s));
+		off += sizeof(s);
+		if (s.pad || s.len > len - off || ALIGN8(s.len) > len - off)
+			REFUSE("section longer than the checkpoint");
+		body = buf + off;
+		off += ALIGN8(s.len);
+
+		if (s.type != next)
+			REFUSE("section missing or out of order");
+
+		switch (s.type) {
+		case CK_VM:
+			if (s.len != sizeof(*ck->vm))
+				REFUSE("VM section has the wrong size");
+			ck->vm = (const void *)body;
+			if (ck->vm->mem_size != r->mem_size ||
+			    ck->vm->nr_vcpus != r->nr_vcpus)
+				REFUSE("VM shape differs from the replica's");
+			if (!r->valid && !ck->vm->full)
+				REFUSE("first checkpoint is not a full one");
+			if (r->valid && ck->vm->seq <= r->seq)
+				REFUSE("checkpoint sequence went back");
+			next = CK_PAGES;
+			break;
+		case CK_PAGES:
+			if (s.len < 8)
+				REFUSE("page section too short");
+			memcpy(&ck->nr_pages, body, 8);
+			if (ck->nr_pages > r->mem_size / PAGE_SIZE ||
+			    s.len != 8 + ck->nr_pages * (8 + PAGE_SIZE))
+				REFUSE("page count does not match the section");
+			ck->pages = body + 8;
+			if (ck__check_pages(r, ck->pages, ck->nr_pages, why))
+				return -EBADMSG;
+			next = CK_VCPU;
+			break;
+		case CK_VCPU:
+			if (s.len != sizeof(struct ck_vcpu))
+				REFUSE("vCPU section has the wrong size");
+			ck->vcpu[vcpus] = (const void *)body;
+			if (ck__check_vcpu(r, ck->vcpu[vcpus], vcpus, why))
+				return -EBADMSG;
+			vcpus++;
+			next = vcpus == r->nr_vcpus ? CK_IRQ : CK_VCPU;
+			break;
+		case CK_IRQ:
+			if (s.len != sizeof(*ck->irq))
+				REFUSE("irqchip section has the wrong size");
+			ck->irq = (const void *)body;
+			next = CK_DEV;
+			break;
+		case CK_DEV: {
+			uint32_t i;
+
+			if (s.len < sizeof(*ck->dev))
+				REFUSE("device section too short");
+			ck->dev = (const void *)body;
+			if (ck->dev->pad || ck->dev->nr_blk > CK_MAX_BLK ||
+			    s.len != sizeof(*ck->dev) +
+				     ck->dev->nr_blk * sizeof(struct ck_blk))
+				REFUSE("block write count does not match");
+			ck->blk = (const void *)(body + sizeof(*ck->dev));
+			for (i = 0; i < ck->dev->nr_blk; i++)
+				if (ck->blk[i].sector >= r->blk_sectors)
+					REFUSE("block write beyond the device");
+			next = CK_END;
+			break;
+		}
+		case CK_END:
+			if (s.len || off != len)
+				REFUSE("bytes after the end section");
+			return 0;
+		}
+	}
+}
+
+int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
+		   const char **why)
+{
+	struct ck_parsed ck;
+	const uint8_t *p;
+	uint64_t i, gfn;
+	int ret;
+
+	ret = ck__parse(r, buf, len, &ck, why);
+	if (ret)
+		return ret;
+
+	if (ck.vm->full)
+		memset(r->mem, 0, r->mem_size);
+	for (i = 0, p = ck.pages; i < ck.nr_pages; i++, p += 8 + PAGE_SIZE) {
+		memcpy(&gfn, p, 8);
+		memcpy(r->mem + gfn * PAGE_SIZE, p + 8, PAGE_SIZE);
+	}
+	for (i = 0; i < r->nr_vcpus; i++)
+		r->vcpu[i] = ck.vcpu[i]->state;
+	r->irq = *ck.irq;
+	for (i = 0; i < ck.dev->nr_blk; i++)
+		if (pwrite(r->blk_fd, ck.blk[i].data, ABI_SECTOR_SIZE,
+			   ck.blk[i].sector * ABI_SECTOR_SIZE) != ABI_SECTOR_SIZE)
+			die("writing the replica's block device: %m");
+	r->seq = ck.vm->seq;
+	r->tsc_khz = ck.vm->tsc_khz;
+	r->pages_applied += ck.nr_pages;
+	r->valid = true;
+	return 0;
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The checkpoint: what the primary sends at every sync point and what the
+ * secondary applies, all or nothing.
+ *
+ * A checkpoint is a sequence of sections, each a struct ck_sec and len
+ * bytes (padded to 8), in this order:
+ *
+ *   CK_VM      struct ck_vm: sequence number, memory size, vCPUs, TSC kHz
+ *   CK_PAGES   u64 count, then count x (u64 gfn, 4096 bytes)
+ *   CK_VCPU    struct ck_vcpu, once for every vCPU, in id order
+ *   CK_IRQ     struct irq_state: PICs, IOAPIC, PIT
+ *   CK_DEV     struct ck_dev and nr_blk x struct ck_blk: the block
+ *              writes the device model made since the previous checkpoint
+ *   CK_END     nothing; no byte may follow
+ *
+ * Both ends run the same build: the vCPU and irqchip state are the KVM
+ * structures as they are, and a version mismatch fails the link.
+ */
+#ifndef REPLICATOR_CKPT_H
+#define REPLICATOR_CKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvm.h"
+
+enum ck_sec_type {
+	CK_VM = 1,
+	CK_PAGES,
+	CK_VCPU,
+	CK_IRQ,
+	CK_DEV,
+	CK_END,
+};
+
+struct ck_sec {
+	uint32_t type;
+	uint32_t pad;
+	uint64_t len;
+};
+
+struct ck_vm {
+	uint64_t seq;
+	uint64_t mem_size;
+	uint32_t nr_vcpus;
+	uint32_t full;		/* every non-zero page; the rest are zero */
+	uint32_t tsc_khz;
+	uint32_t pad;
+};
+
+struct ck_vcpu {
+	uint32_t id;
+	uint32_t pad;
+	struct vcpu_state state;
+};
+
+struct ck_blk {
+	uint64_t sector;	/* of the whole device */
+	uint8_t data[ABI_SECTOR_SIZE];
+};
+
+struct ck_dev {
+	uint32_t nr_blk;
+	uint32_t pad;
+};
+
+#define CK_MAX_BLK	(64 * MAX_VCPUS)
+
+/* A growing buffer that a checkpoint is built in. */
+struct ck_buf {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+};
+
+void ck__reset(struct ck_buf *b);
+void ck__add_vm(struct ck_buf *b, const struct ck_vm *vm);
+void ck__add_pages(struct ck_buf *b, const uint8_t *mem,
+		   const uint64_t *gfns, size_t n);
+void ck__add_vcpu(struct ck_buf *b, unsigned int id,
+		  const struct vcpu_state *s);
+void ck__add_irq(struct ck_buf *b, const struct irq_state *irq);
+void ck__add_dev(struct ck_buf *b, const struct ck_blk *blk, uint32_t n);
+void ck__add_end(struct ck_buf *b);
+
+/* What the secondary holds: the last checkpoint it applied. */
+struct replica {
+	bool valid;		/* a full checkpoint and all after it applied */
+	uint64_t seq;
+	uint64_t mem_size;
+	uint32_t nr_vcpus;
+	uint32_t tsc_khz;
+	uint8_t *mem;
+	struct vcpu_state vcpu[MAX_VCPUS];
+	struct irq_state irq;
+	int blk_fd;		/* the secondary's copy of the block device */
+	uint64_t blk_sectors;
+	uint64_t pages_applied;
+};
+
+int replica__init(struct replica *r, uint64_t mem_size, uint32_t nr_vcpus,
+		  int blk_fd, uint64_t blk_sectors);
+/*
+ * Check a whole checkpoint, then apply it.  Returns 0, or -EBADMSG with
+ * *why saying what was wrong; then nothing of it was applied.
+ */
+int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
+		   const char **why);
+
+#endif /* REPLICATOR_CKPT_H */

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The device model: per vCPU an output device and a block device, each
+ * rung through an ioeventfd (so that Kemari syncs before the write takes
+ * effect), and a serial console.
+ *
+ * Output records go to an external observer over TCP.  Block writes go to
+ * a file and are logged for the next checkpoint.  Both report completion
+ * in struct dev_status, a guest page that only the device model writes
+ * and that every checkpoint therefore carries.
+ */
+#ifndef REPLICATOR_DEVICES_H
+#define REPLICATOR_DEVICES_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "ckpt.h"
+#include "kvm.h"
+
+struct devices {
+	struct vm *vm;
+	pthread_mutex_t lock;
+	pthread_t thread;
+	int stop_fd;			/* eventfd: ends the thread */
+	int out_efd[MAX_VCPUS];
+	int blk_efd[MAX_VCPUS];
+	int observer_fd;		/* -1: output is dropped (and said so) */
+	int blk_fd;
+	struct ck_blk blk_log[CK_MAX_BLK];	/* since the last checkpoint */
+	uint32_t nr_blk_log;
+	uint64_t records_sent;
+};
+
+int devices__init(struct devices *d, struct vm *vm, int observer_fd,
+		  int blk_fd);
+void devices__exit(struct devices *d);
+/* Complete every doorbell already rung: called with the VM frozen. */
+void devices__drain(struct devices *d);
+void devices__console(struct devices *d, unsigned int vcpu, uint8_t c);
+
+#endif /* REPLICATOR_DEVICES_H */

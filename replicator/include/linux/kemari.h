@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+#ifndef _UAPI_LINUX_KEMARI_H
+#define _UAPI_LINUX_KEMARI_H
+
+/*
+ * Kemari: event-driven replication of KVM guests for fault tolerance.
+ * See Documentation/virt/kvm/kemari.rst.
+ *
+ * The capability and exit reason numbers are taken from a private range
+ * far above the numbers upstream has allocated (238 capabilities and 39
+ * exit reasons in Linux 6.12), and the ioctls use numbers 0xe0 and up,
+ * above the last one upstream uses (0xd5), so that they cannot collide
+ * with numbers upstream hands out later.  They would be renumbered to the
+ * next free upstream values on submission.
+ */
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define KVM_CAP_KEMARI			0x4b4d0000
+
+#define KVM_EXIT_KEMARI_SYNC		0x4b4d0000
+
+/*
+ * KVM_ENABLE_CAP(KVM_CAP_KEMARI): flags in args[0]; args[1] is the dirty
+ * quota, the number of dirty ring entries per vCPU and checkpoint at which
+ * the vCPU stops (0: none).
+ */
+#define KVM_KEMARI_ENABLE		(1ULL << 0)
+#define KVM_KEMARI_EXEMPT_IRQCHIP	(1ULL << 1)
+#define KVM_KEMARI_TSC_LOG		(1ULL << 2)
+
+/* struct kvm_kemari_write: bus. */
+#define KVM_KEMARI_BUS_MMIO		0
+#define KVM_KEMARI_BUS_PIO		1
+
+/* The most data one pending write can carry (a REP OUTS of 1024 dwords). */
+#define KVM_KEMARI_MAX_DATA		4096
+
+/**
+ * struct kvm_kemari_write - a device write that KVM holds back
+ * @bus: KVM_KEMARI_BUS_*
+ * @len: PIO: bytes per element (1, 2 or 4); MMIO: bytes in all
+ * @addr: port number or guest physical address of the first byte
+ * @count: PIO: number of elements, all to @addr; MMIO: 1;
+ *	   0 means that no write is pending (and all fields are 0)
+ * @flags: reserved, 0
+ */
+struct kvm_kemari_write {
+	__u32 bus;
+	__u32 len;
+	__u64 addr;
+	__u32 count;
+	__u32 flags;
+};
+
+/* kvm_run->kemari.reason: why the vCPU stopped (any combination). */
+#define KVM_KEMARI_SYNC_IO_BUS		(1U << 0)
+#define KVM_KEMARI_SYNC_COALESCED	(1U << 1)
+#define KVM_KEMARI_SYNC_PEER		(1U << 2)
+#define KVM_KEMARI_SYNC_DIRTY_QUOTA	(1U << 3)
+
+/* kvm_run->kemari.flags */
+#define KVM_KEMARI_EXIT_DATA_TRUNCATED	(1U << 0)
+
+#define KVM_KEMARI_INLINE_DATA		64
+
+/* struct kvm_kemari_tsc_log: flags */
+#define KVM_KEMARI_TSC_LOG_ON		(1U << 0)
+
+/**
+ * struct kvm_kemari_tsc_log - the guest TSC reads of one vCPU
+ * @max: the highest TSC value, in L1's terms, that KVM returned to the
+ *	 guest since the log was switched on or since the guest's latest
+ *	 write of its TSC, whichever came later; after such a write, at
+ *	 least the TSC right after it; 0 if there was neither
+ * @reads: RDTSC, RDTSCP and RDMSR(IA32_TSC) since this vCPU's previous
+ *	   KVM_EXIT_KEMARI_SYNC
+ * @writes: WRMSR(IA32_TSC) and WRMSR(IA32_TSC_ADJUST) since then
+ * @flags: KVM_KEMARI_TSC_LOG_ON if the vCPU logged its reads on its
+ *	   latest KVM_RUN
+ */
+struct kvm_kemari_tsc_log {
+	__u64 max;
+	__u64 reads;
+	__u32 writes;
+	__u32 flags;
+};
+
+/**
+ * struct kvm_kemari_exit - kvm_run->kemari for KVM_EXIT_KEMARI_SYNC
+ * @reason: KVM_KEMARI_SYNC_* bits
+ * @flags: KVM_KEMARI_EXIT_DATA_TRUNCATED if @data holds only the first
+ *	   KVM_KEMARI_INLINE_DATA bytes; KVM_KEMARI_GET_PENDING has them all
+ * @dirty_entries: entries in this vCPU's dirty ring that the VMM has not
+ *	   reset yet (with a reset at every checkpoint: this checkpoint's)
+ * @pad: 0
+ * @write: this vCPU's pending write; @write.count is 0 if there is none
+ * @data: the first bytes of the pending write's data
+ * @tsc: this vCPU's TSC log (KVM_KEMARI_TSC_LOG); all 0 if it is off
+ */
+struct kvm_kemari_exit {
+	__u32 reason;
+	__u32 flags;
+	__u32 dirty_entries;
+	__u32 pad;
+	struct kvm_kemari_write write;
+	__u8 data[KVM_KEMARI_INLINE_DATA];
+	struct kvm_kemari_tsc_log tsc;
+};
+
+/**
+ * struct kvm_kemari_pending - the pending write, for checkpoints
+ * @write: as in struct kvm_kemari_exit
+ * @data: PIO: @write.count elements of @write.len bytes; MMIO: @write.len
+ *	  bytes; the rest is ignored on input and zero on output
+ */
+struct kvm_kemari_pending {
+	struct kvm_kemari_write write;
+	__u8 data[KVM_KEMARI_MAX_DATA];
+};
+
+/* 0xAE is KVMIO: the ioctls are handled on KVM's file descriptors. */
+#define KVM_KEMARI_GET_PENDING	_IOR(0xAE, 0xe0, struct kvm_kemari_pending)
+#define KVM_KEMARI_SET_PENDING	_IOW(0xAE, 0xe1, struct kvm_kemari_pending)
+#define KVM_KEMARI_RESUME	_IO(0xAE, 0xe2)
+
+#endif /* _UAPI_LINUX_KEMARI_H */

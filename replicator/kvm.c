@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * VM and vCPU set-up, state save and restore, dirty ring harvest.
+ * Every function returns 0 or a negative errno and prints what failed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kvm.h"
+#include "util.h"
+
+static const uint32_t saved_msrs[NR_SAVED_MSRS] = {
+	0x174, 0x175, 0x176,		/* SYSENTER_CS, _ESP, _EIP */
+	0xc0000081, 0xc0000082,		/* STAR, LSTAR */
+	0xc0000083, 0xc0000084,		/* CSTAR, SYSCALL_MASK */
+	0xc0000102, 0xc0000103,		/* KERNEL_GS_BASE, TSC_AUX */
+	0x277,				/* PAT */
+};
+
+#define MSR_IA32_TSC	0x10
+
+/* An ioctl that must succeed: on failure say which and return -errno. */
+#define IOCTL(fd, req, arg)						\
+	({								\
+		int __r = ioctl(fd, req, arg);				\
+		if (__r < 0) {						\
+			__r = -errno;					\
+			warn_msg("%s: %s", #req, strerror(errno));	\
+		}							\
+		__r;							\
+	})
+
+int kvm__open(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		warn_msg("open /dev/kvm: %s", strerror(errno));
+	return fd < 0 ? -errno : fd;
+}
+
+static int vm__enable_cap(struct vm *vm, uint32_t cap, uint64_t a0,
+			  uint64_t a1)
+{
+	struct kvm_enable_cap ec = { .cap = cap, .args = { a0, a1 } };
+
+	return IOCTL(vm->fd, KVM_ENABLE_CAP, &ec);
+}
+
+static int vm__enable_kemari(struct vm *vm)
+{
+	int mask = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_KEMARI);
+	uint64_t flags = KVM_KEMARI_ENABLE;
+	int r, ring_cap;
+
+	if (mask <= 0 && !vm->cfg.no_kemari) {
+		warn_msg("this kernel has no Kemari (KVM_CAP_KEMARI)");
+		return -EOPNOTSUPP;
+	}
+	ring_cap = KVM_CAP_DIRTY_LOG_RING_ACQ_REL;
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, ring_cap) <= 0)
+		ring_cap = KVM_CAP_DIRTY_LOG_RING;
+	r = vm__enable_cap(vm, ring_cap,
+			   vm->cfg.ring_entries * sizeof(struct kvm_dirty_gfn), 0);
+	if (r || vm->cfg.no_kemari)
+		return r;
+	if (mask & KVM_KEMARI_TSC_LOG)
+		flags |= KVM_KEMARI_TSC_LOG;
+	r = vm__enable_cap(vm, KVM_CAP_KEMARI, flags, vm->cfg.dirty_quota);
+	if (!r)
+		vm->kemari = true;
+	return r;
+}
+
+static int vcpu__create(struct vm *vm, unsigned int id,
+			struct kvm_cpuid2 *cpuid)
+{
+	struct vcpu *vcpu = &vm->vcpu[id];
+	size_t ring_size = vm->cfg.ring_entries * sizeof(struct kvm_dirty_gfn);
+
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = IOCTL(vm->fd, KVM_CREATE_VCPU, id);
+	if (vcpu->fd < 0)
+		return vcpu->fd;
+	vcpu->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED, vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED)
+		return -errno;
+	vcpu->ring = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			  vcpu->fd, KVM_DIRTY_LOG_PAGE_OFFSET * PAGE_SIZE);
+	if (vcpu->ring == MAP_FAILED) {
+		warn_msg("mmap dirty ring: %s", strerror(errno));
+		return -errno;
+	}
+	if (vm->cfg.tsc_khz) {
+		int r = IOCTL(vcpu->fd, KVM_SET_TSC_KHZ, vm->cfg.tsc_khz);
+
+		if (r)
+			return r;
+	}
+	return IOCTL(vcpu->fd, KVM_SET_CPUID2, cpuid);
+}
+
+int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem)
+{
+	struct kvm_userspace_memory_region region = {
+		.slot = 0,
+		.flags = KVM_MEM_LOG_DIRTY_PAGES,
+		.memory_size = cfg->mem_size,
+	};
+	struct kvm_pit_config pit = { 0 };
+	struct kvm_cpuid2 *cpuid;
+	unsigned int i;
+	int r;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = *cfg;
+	vm->fd = -1;
+	vm->kvm_fd = kvm__open();
+	if (vm->kvm_fd < 0)
+		return vm->kvm_fd;
+	vm->fd = IOCTL(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->fd < 0)
+		return vm->fd;
+	vm->run_size = IOCTL(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size < 0)
+		return vm->run_size;
+	r = vm__enable_kemari(vm);
+	if (r)
+		return r;
+	r = IOCTL(vm->fd, KVM_SET_TSS_ADDR, 0xfffbd000UL);
+	if (!r)
+		r = IOCTL(vm->fd, KVM_CREATE_IRQCHIP, 0);
+	if (!r)
+		r = IOCTL(vm->fd, KVM_CREATE_PIT2, &pit);
+	if (r)
+		return r;
+
+	vm->mem = mem ? mem : mmap(NULL, cfg->mem_size, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				   -1, 0);
+	if (vm->mem == MAP_FAILED)
+		return -ENOMEM;
+	region.userspace_addr = (uintptr_t)vm->mem;
+	r = IOCTL(vm->fd, KVM_SET_USER_MEMORY_REGION, &region);
+	if (r)
+		return r;
+
+	cpuid = calloc(1, sizeof(*cpuid) + 256 * sizeof(cpuid->entries[0]));
+	if (!cpuid)
+		return -ENOMEM;
+	cpuid->nent = 256;
+	r = IOCTL(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid);
+	for (i = 0; !r && i < cfg->nr_vcpus; i++)
+		r = vcpu__create(vm, i, cpuid);
+	free(cpuid);
+	return r;
+}
+
+void vm__destroy(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpu[i].fd > 0)
+			close(vm->vcpu[i].fd);
+	if (vm->fd >= 0)
+		close(vm->fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+}
+
+/* 64-bit mode from the first instruction: identity map, flat GDT. */
+static void vm__setup_long_mode(struct vm *vm)
+{
+	uint64_t *pml4 = (void *)(vm->mem + ABI_PML4);
+	uint64_t *pdpt = (void *)(vm->mem + ABI_PML4 + PAGE_SIZE);
+	uint64_t *pd = (void *)(vm->mem + ABI_PML4 + 2 * PAGE_SIZE);
+	uint64_t *gdt = (void *)(vm->mem + ABI_GDT);
+	unsigned int i;
+
+	pml4[0] = (ABI_PML4 + PAGE_SIZE) | 0x3;
+	pdpt[0] = (ABI_PML4 + 2 * PAGE_SIZE) | 0x3;
+	for (i = 0; i < 512; i++)
+		pd[i] = ((uint64_t)i << 21) | 0x83;	/* P, RW, PS */
+	gdt[1] = 0x00af9b000000ffffULL;		/* 0x08: code, L */
+	gdt[2] = 0x00cf93000000ffffULL;		/* 0x10: data */
+	gdt[3] = 0x00008b0000000067ULL;		/* 0x18: busy TSS */
+}
+
+static int vcpu__setup_long_mode(struct vcpu *vcpu)
+{
+	struct kvm_segment code = {
+		.limit = 0xffffffff, .selector = 0x08, .type = 11,
+		.present = 1, .s = 1, .l = 1, .g = 1,
+	};
+	struct kvm_segment data = {
+		.limit = 0xffffffff, .selector = 0x10, .type = 3,
+		.present = 1, .s = 1, .db = 1, .g = 1,
+	};
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+	struct kvm_regs regs = {
+		.rip = ABI_CODE,
+		.rsp = ABI_STACK_TOP(vcpu->id),
+		.rdi = vcpu->id,
+		.rflags = 0x2,
+	};
+	struct kvm_sregs sregs;
+	int r;
+
+	r = IOCTL(vcpu->fd, KVM_GET_SREGS, &sregs);
+	if (r)
+		return r;
+	sregs.cs = code;
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
+	sregs.tr.selector = 0x18;
+	sregs.tr.limit = 0x67;
+	sregs.tr.type = 11;
+	sregs.tr.present = 1;
+	sregs.gdt.base = ABI_GDT;
+	sregs.gdt.limit = 4 * 8 - 1;
+	sregs.cr3 = ABI_PML4;
+	sregs.cr4 = 0x20 | 0x600;		/* PAE, OSFXSR, OSXMMEXCPT */
+	sregs.cr0 = 0x80050033;			/* PG, AM, WP, NE, ET, MP, PE */
+	sregs.efer = 0x500;			/* LMA, LME */
+	r = IOCTL(vcpu->fd, KVM_SET_SREGS, &sregs);
+	if (!r)
+		r = IOCTL(vcpu->fd, KVM_SET_REGS, &regs);
+	if (!r)
+		r = IOCTL(vcpu->fd, KVM_SET_MP_STATE, &mp);
+	return r;
+}
+
+int vm__load_guest(struct vm *vm, const void *image, size_t size,
+		   const struct guest_config *gc)
+{
+	uint64_t need = ABI_DATA + (uint64_t)gc->nr_vcpus * gc->data_pages *
+			PAGE_SIZE;
+
+	if (size > ABI_DATA - ABI_CODE || need > vm->cfg.mem_size ||
+	    vm->cfg.mem_size > (1ULL << 30)) {
+		warn_msg("guest does not fit: %llu bytes of memory, %llu needed",
+			 (unsigned long long)vm->cfg.mem_size,
+			 (unsigned long long)need);
+		return -E2BIG;
+	}
+	vm__setup_long_mode(vm);
+	memcpy(vm->mem + ABI_CONFIG, gc, sizeof(*gc));
+	memcpy(vm->mem + ABI_CODE, image, size);
+	return 0;
+}
+
+int vm__start_vcpus(struct vm *vm)
+{
+	unsigned int i;
+	int r = 0;
+
+	for (i = 0; !r && i < vm->cfg.nr_vcpus; i++)
+		r = vcpu__setup_long_mode(&vm->vcpu[i]);
+	return r;
+}
+
+int vm__save_irq(struct vm *vm, struct irq_state *irq)
+{
+	unsigned int i;
+	int r = 0;
+
+	for (i = 0; !r && i < 3; i++) {
+		irq->chip[i].chip_id = i;
+		r = IOCTL(vm->fd, KVM_GET_IRQCHIP, &irq->chip[i]);
+	}
+	return r ? r : IOCTL(vm->fd, KVM_GET_PIT2, &irq->pit);
+}
+
+int vm__restore_irq(struct vm *vm, const struct irq_state *irq)
+{
+	unsigned int i;
+	int r = 0;
+
+	for (i = 0; !r && i < 3; i++)
+		r = IOCTL(vm->fd, KVM_SET_IRQCHIP, &irq->chip[i]);
+	return r ? r : IOCTL(vm->fd, KVM_SET_PIT2, &irq->pit);
+}
+
+static int vcpu__get_msrs(struct vcpu *vcpu, struct vcpu_state *s)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} tsc = { .hdr.nmsrs = 1, .e.index = MSR_IA32_TSC };
+	unsigned int i;
+	int r;
+
+	s->msrs.hdr.nmsrs = NR_SAVED_MSRS;
+	for (i = 0; i < NR_SAVED_MSRS; i++)
+		s->msrs.entries[i].index = saved_msrs[i];
+	r = IOCTL(vcpu->fd, KVM_GET_MSRS, &s->msrs);
+	if (r >= 0 && r != NR_SAVED_MSRS) {
+		warn_msg("KVM_GET_MSRS: only %d of %d MSRs", r, NR_SAVED_MSRS);
+		return -EIO;
+	}
+	r = IOCTL(vcpu->fd, KVM_GET_MSRS, &tsc);
+	if (r != 1)
+		return r < 0 ? r : -EIO;
+	s->tsc = tsc.e.data;
+	return 0;
+}
+
+int vcpu__save(struct vcpu *vcpu, struct vcpu_state *s)
+{
+	int fd = vcpu->fd, r;
+
+	memset(s, 0, sizeof(*s));
+	r = IOCTL(fd, KVM_GET_REGS, &s->regs);
+	if (!r)
+		r = IOCTL(fd, KVM_GET_SREGS, &s->sregs);
+	if (!r)
+		r = IOCTL(fd, KVM_GET_XSAVE, &s->xsave);
+	if (!r)
+		r = IOCTL(fd, KVM_GET_XCRS, &s->xcrs);
+	if (!r)
+		r = IOCTL(fd, KVM_GET_LAPIC, &s->lapic);
+	if (!r)
+		r = IOCTL(fd, KVM_GET_VCPU_EVENTS, &s->events);
+	if (!r)
+		r = IOCTL(fd, KVM_GET_MP_STATE, &s->mp_state);
+	if (!r)
+		r = IOCTL(fd, KVM_GET_DEBUGREGS, &s->debugregs);
+	if (!r)
+		r = vcpu__get_msrs(vcpu, s);
+	if (!r && vcpu->vm->kemari)
+		r = IOCTL(fd, KVM_KEMARI_GET_PENDING, &s->pending);
+	s->tsc_log = vcpu->tsc_log;
+	return r;
+}
+
+/* Everything but IA32_TSC, which vm__restore_tsc() sets once. */
+int vcpu__restore(struct vcpu *vcpu, const struct vcpu_state *s)
+{
+	int fd = vcpu->fd, r;
+
+	r = IOCTL(fd, KVM_SET_SREGS, &s->sregs);
+	if (!r)
+		r = IOCTL(fd, KVM_SET_REGS, &s->regs);
+	if (!r)
+		r = IOCTL(fd, KVM_SET_XSAVE, &s->xsave);
+	if (!r)
+		r = IOCTL(fd, KVM_SET_XCRS, &s->xcrs);
+	if (!r) {
+		r = IOCTL(fd, KVM_SET_MSRS, &s->msrs);
+		if (r >= 0)
+			r = r == NR_SAVED_MSRS ? 0 : -EIO;
+	}
+	if (!r)
+		r = IOCTL(fd, KVM_SET_MP_STATE, &s->mp_state);
+	if (!r)
+		r = IOCTL(fd, KVM_SET_LAPIC, &s->lapic);
+	if (!r)
+		r = IOCTL(fd, KVM_SET_VCPU_EVENTS, &s->events);
+	if (!r)
+		r = IOCTL(fd, KVM_SET_DEBUGREGS, &s->debugregs);
+	if (!r && s->pending.write.count)
+		r = IOCTL(fd, KVM_KEMARI_SET_PENDING, &s->pending);
+	return r;
+}
+
+int vcpu__set_tsc(struct vcpu *vcpu, uint64_t tsc)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} m = { .hdr.nmsrs = 1, .e.index = MSR_IA32_TSC, .e.data = tsc };
+	int r = IOCTL(vcpu->fd, KVM_SET_MSRS, &m);
+
+	return r == 1 ? 0 : (r < 0 ? r : -EIO);
+}
+
+/* kemari.rst 7: T = the largest saved IA32_TSC and log max, set once. */
+int vm__restore_tsc(struct vm *vm, const struct vcpu_state *s)
+{
+	uint64_t t = 0;
+	unsigned int i;
+	int r = 0;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+		if (s[i].tsc > t)
+			t = s[i].tsc;
+		if (s[i].tsc_log.max > t)
+			t = s[i].tsc_log.max;
+	}
+	for (i = 0; !r && i < vm->cfg.nr_vcpus; i++)
+		r = vcpu__set_tsc(&vm->vcpu[i], t);
+	return r;
+}
+
+/*
+ * kemari.rst 6: with every vCPU out of KVM_RUN, each ring holds this
+ * checkpoint's pages from its fetch index on.  Read each entry's flags
+ * with load-acquire, hand the entry back with store-release, then reset.
+ */
+long vm__harvest(struct vm *vm, uint64_t *gfns, size_t max)
+{
+	uint32_t entries = vm->cfg.ring_entries;
+	size_t n = 0;
+	unsigned int i;
+
+	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
+		struct vcpu *vcpu = &vm->vcpu[i];
+
+		for (;;) {
+			struct kvm_dirty_gfn *e =
+				&vcpu->ring[vcpu->ring_fetch % entries];
+			uint32_t flags = __atomic_load_n(&e->flags,
+							 __ATOMIC_ACQUIRE);
+
+			if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
+				break;
+			if (n == max)
+				return -E2BIG;
+			if (e->slot == 0)
+				gfns[n++] = e->offset;
+			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+					 __ATOMIC_RELEASE);
+			vcpu->ring_fetch++;
+		}
+	}
+	if (ioctl(vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0) {
+		warn_msg("KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
+		return -errno;
+	}
+	return n;
+}
+
+int vm__resume(struct vm *vm)
+{
+	return vm->kemari ? IOCTL(vm->fd, KVM_KEMARI_RESUME, 0) : 0;
+}

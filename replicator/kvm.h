@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The KVM side of the replicator: one VM with its memory, in-kernel
+ * irqchip and PIT, vCPUs in 64-bit mode, Kemari with the dirty ring and
+ * the TSC log, and the save and restore of every piece of state a
+ * checkpoint carries.
+ */
+#ifndef REPLICATOR_KVM_H
+#define REPLICATOR_KVM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+#include <linux/kemari.h>
+
+#include "guest/abi.h"
+
+#define MAX_VCPUS	ABI_MAX_VCPUS
+#define PAGE_SIZE	4096ULL
+#define NR_SAVED_MSRS	10
+
+/* Everything a checkpoint holds for one vCPU. */
+struct vcpu_state {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xsave xsave;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_mp_state mp_state;
+	struct kvm_debugregs debugregs;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry entries[NR_SAVED_MSRS];
+	} msrs;
+	uint64_t tsc;			/* IA32_TSC, restored per kemari.rst 7 */
+	struct kvm_kemari_tsc_log tsc_log;
+	struct kvm_kemari_pending pending;
+};
+
+/* The in-kernel devices. */
+struct irq_state {
+	struct kvm_irqchip chip[3];	/* PIC master, PIC slave, IOAPIC */
+	struct kvm_pit_state2 pit;
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	struct kvm_dirty_gfn *ring;
+	uint32_t ring_fetch;		/* next ring entry to harvest */
+	struct kvm_kemari_tsc_log tsc_log;	/* of the latest sync exit */
+};
+
+struct vm_config {
+	uint64_t mem_size;
+	unsigned int nr_vcpus;
+	uint32_t ring_entries;		/* dirty ring size, per vCPU */
+	uint32_t dirty_quota;		/* 0: none */
+	uint32_t tsc_khz;		/* 0: the host's */
+	bool no_kemari;			/* bring-up on a kernel without it */
+};
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd;
+	int fd;
+	uint8_t *mem;
+	int run_size;
+	bool kemari;
+	struct vcpu vcpu[MAX_VCPUS];
+};
+
+int kvm__open(void);
+/* mem: NULL to allocate zeroed memory, else the memory to run on. */
+int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem);
+void vm__destroy(struct vm *vm);
+int vm__load_guest(struct vm *vm, const void *image, size_t size,
+		   const struct guest_config *gc);
+int vm__start_vcpus(struct vm *vm);
+int vm__save_irq(struct vm *vm, struct irq_state *irq);
+int vm__restore_irq(struct vm *vm, const struct irq_state *irq);
+
+int vcpu__save(struct vcpu *vcpu, struct vcpu_state *s);
+int vcpu__restore(struct vcpu *vcpu, const struct vcpu_state *s);
+int vm__restore_tsc(struct vm *vm, const struct vcpu_state *s);
+int vcpu__set_tsc(struct vcpu *vcpu, uint64_t tsc);
+
+/* Harvest the dirty ring of every vCPU into gfns (at most max), reset. */
+long vm__harvest(struct vm *vm, uint64_t *gfns, size_t max);
+int vm__resume(struct vm *vm);
+
+#endif /* REPLICATOR_KVM_H */

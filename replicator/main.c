@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kemari-replicator: a reference VMM for Kemari for KVM.
+ *
+ *   kemari-replicator observer  --observer-port P --log FILE
+ *   kemari-replicator secondary --port P --block FILE [--fence CMD]
+ *   kemari-replicator primary   --peer ADDR --port P --block FILE
+ *                               [--observer ADDR --observer-port P]
+ *
+ * See README.md in this directory.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replicator.h"
+#include "util.h"
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: kemari-replicator primary|secondary|observer [options]\n"
+		"  --peer ADDR          primary: the secondary's IPv4 address\n"
+		"  --port N             replication port (default 7400)\n"
+		"  --observer ADDR      where output records go\n"
+		"  --observer-port N    the observer's port (default 7401)\n"
+		"  --block FILE         block device backing file\n"
+		"  --log FILE           observer: record log\n"
+		"  --fence CMD          secondary: exit 0 iff the primary is dead\n"
+		"  --timeout MS         heartbeat loss (default 1000)\n"
+		"  --heartbeat MS       heartbeat interval (default 100)\n"
+		"  --vcpus N            (default 2)\n"
+		"  --mem MIB            guest memory (default 16)\n"
+		"  --records N          output records per vCPU (default 100)\n"
+		"  --pages N            pages dirtied per record (default 8)\n"
+		"  --data-pages N       data pages per vCPU (default 256)\n"
+		"  --seed N             guest seed\n"
+		"  --ring N             dirty ring entries per vCPU (default 4096)\n"
+		"  --quota N            Kemari dirty quota (default 0: none)\n"
+		"  --stats MS           status line interval (0: none, default 1000)\n"
+		"  --no-kemari          bring-up on a kernel without Kemari: no sync points\n");
+	exit(1);
+}
+
+static unsigned long num(const char *s)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 0);
+
+	if (!*s || *end)
+		die("not a number: %s", s);
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "peer", 1, 0, 'p' }, { "port", 1, 0, 'P' },
+		{ "observer", 1, 0, 'o' }, { "observer-port", 1, 0, 'O' },
+		{ "block", 1, 0, 'b' }, { "log", 1, 0, 'l' },
+		{ "fence", 1, 0, 'f' }, { "timeout", 1, 0, 't' },
+		{ "heartbeat", 1, 0, 'h' }, { "vcpus", 1, 0, 'v' },
+		{ "mem", 1, 0, 'm' }, { "records", 1, 0, 'r' },
+		{ "pages", 1, 0, 'n' }, { "data-pages", 1, 0, 'd' },
+		{ "seed", 1, 0, 's' }, { "ring", 1, 0, 'R' },
+		{ "quota", 1, 0, 'q' }, { "stats", 1, 0, 'S' },
+		{ "no-kemari", 0, 0, 'K' }, { 0 }
+	};
+	struct options o = {
+		.vm = { .mem_size = 16 << 20, .nr_vcpus = 2,
+			.ring_entries = 4096 },
+		.guest = { .magic = ABI_CONFIG_MAGIC, .records = 100,
+			   .pages_per_record = 8, .data_pages = 256, .seed = 1 },
+		.port = 7400,
+		.observer_port = 7401,
+		.block = "kemari-block.img",
+		.log = "kemari-observer.log",
+		.timeout_ms = 1000,
+		.heartbeat_ms = 100,
+		.stats_ms = 1000,
+	};
+	const char *mode;
+	int c;
+
+	if (argc < 2)
+		usage();
+	mode = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': o.peer = optarg; break;
+		case 'P': o.port = num(optarg); break;
+		case 'o': o.observer = optarg; break;
+		case 'O': o.observer_port = num(optarg); break;
+		case 'b': o.block = optarg; break;
+		case 'l': o.log = optarg; break;
+		case 'f': o.fence = optarg; break;
+		case 't': o.timeout_ms = num(optarg); break;
+		case 'h': o.heartbeat_ms = num(optarg); break;
+		case 'v': o.vm.nr_vcpus = num(optarg); break;
+		case 'm': o.vm.mem_size = num(optarg) << 20; break;
+		case 'r': o.guest.records = num(optarg); break;
+		case 'n': o.guest.pages_per_record = num(optarg); break;
+		case 'd': o.guest.data_pages = num(optarg); break;
+		case 's': o.guest.seed = num(optarg); break;
+		case 'R': o.vm.ring_entries = num(optarg); break;
+		case 'q': o.vm.dirty_quota = num(optarg); break;
+		case 'S': o.stats_ms = num(optarg); break;
+		case 'K': o.vm.no_kemari = true; break;
+		default: usage();
+		}
+	}
+	if (optind != argc || !o.vm.nr_vcpus || o.vm.nr_vcpus > MAX_VCPUS ||
+	    !o.guest.data_pages || o.timeout_ms <= o.heartbeat_ms)
+		usage();
+	o.guest.nr_vcpus = o.vm.nr_vcpus;
+
+	if (!strcmp(mode, "primary"))
+		return primary__main(&o);
+	if (!strcmp(mode, "secondary"))
+		return secondary__main(&o);
+	if (!strcmp(mode, "observer"))
+		return observer__main(&o);
+	usage();
+}

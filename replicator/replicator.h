@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The three roles of kemari-replicator and the options they share. */
+#ifndef REPLICATOR_H
+#define REPLICATOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest/abi.h"
+#include "kvm.h"
+
+struct options {
+	struct vm_config vm;
+	struct guest_config guest;
+	const char *peer;		/* the secondary's address */
+	int port;			/* replication port */
+	const char *observer;		/* the observer's address */
+	int observer_port;
+	const char *block;		/* block device file */
+	const char *log;		/* observer: record log */
+	const char *fence;		/* secondary: fencing command */
+	int timeout_ms;			/* heartbeat loss */
+	int heartbeat_ms;
+	int stats_ms;
+};
+
+/* The guest payload, linked in by guest_image.S. */
+extern const uint8_t guest_image[], guest_image_end[];
+
+int primary__main(const struct options *o);
+int secondary__main(const struct options *o);
+int observer__main(const struct options *o);
+
+/* Exit codes, for scripts and the test harness. */
+#define EXIT_VERIFY_FAILED	2	/* the guest's checks failed */
+#define EXIT_REFUSED		3	/* secondary: no takeover */
+
+int blk__open(const char *path, unsigned int nr_vcpus);
+
+#endif /* REPLICATOR_H */

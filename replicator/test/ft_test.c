@@ -1,0 +1,692 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kemari-ft-test: the replicator's tests, TAP output.
+ *
+ *   fuzz         corrupt and truncated checkpoints, each refused whole,
+ *                the replica unchanged and still able to apply the next
+ *   failover     observer, secondary and primary; the primary is killed
+ *                with SIGKILL at a random point and the secondary must
+ *                take over: no gap in the output, at most the last record
+ *                replayed, the guest's self-checks and TSC check pass, the
+ *                block device holds what the guest wrote
+ *   split_brain  the link is cut while both live: no fencing -> refusal,
+ *                a fence that kills the primary -> takeover, a fence
+ *                that fails -> refusal
+ *
+ * Usage: kemari-ft-test [-s SEED] [-n FAILOVER_ROUNDS] [-f FUZZ_CASES]
+ *                       [test...]
+ * The seed is printed; -s reproduces a run.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "util.h"
+#include "wire.h"
+
+static unsigned int test_nr, failed;
+static uint64_t rng_state;
+static char exe[PATH_MAX], dir[64];
+
+static uint64_t rnd(void)
+{
+	return abi_rng(&rng_state);
+}
+
+static void tap(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s %u - ", ok ? "ok" : "not ok", ++test_nr);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	failed += !ok;
+}
+
+static void diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("# ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+/* ---------------------------------------------------------------- fuzz */
+
+#define FZ_MEM		(64 * PAGE_SIZE)
+#define FZ_VCPUS	2
+#define FZ_SECTORS	(FZ_VCPUS * ABI_SECTORS_PER_VCPU)
+
+static void fz__build(struct ck_buf *b, uint64_t seq, bool full,
+		      unsigned int nr_pages, unsigned int nr_blk)
+{
+	static uint8_t mem[FZ_MEM];
+	struct ck_vm vm = {
+		.seq = seq, .mem_size = FZ_MEM, .nr_vcpus = FZ_VCPUS,
+		.full = full, .tsc_khz = 1000000,
+	};
+	uint64_t gfns[FZ_MEM / PAGE_SIZE];
+	struct ck_blk blk[4];
+	struct vcpu_state s;
+	struct irq_state irq;
+	unsigned int i;
+
+	for (i = 0; i < sizeof(mem) / 8; i++)
+		((uint64_t *)mem)[i] = rnd();
+	for (i = 0; i < nr_pages; i++)
+		gfns[i] = rnd() % (FZ_MEM / PAGE_SIZE);
+	ck__reset(b);
+	ck__add_vm(b, &vm);
+	ck__add_pages(b, mem, gfns, nr_pages);
+	for (i = 0; i < FZ_VCPUS; i++) {
+		memset(&s, 0, sizeof(s));
+		s.regs.rip = rnd();
+		s.msrs.hdr.nmsrs = NR_SAVED_MSRS;
+		s.pending.write.count = i;
+		s.pending.write.len = 4;
+		s.pending.write.bus = KVM_KEMARI_BUS_PIO;
+		ck__add_vcpu(b, i, &s);
+	}
+	memset(&irq, 0x5a, sizeof(irq));
+	ck__add_irq(b, &irq);
+	for (i = 0; i < nr_blk; i++) {
+		blk[i].sector = rnd() % FZ_SECTORS;
+		memset(blk[i].data, rnd(), sizeof(blk[i].data));
+	}
+	ck__add_dev(b, blk, nr_blk);
+	ck__add_end(b);
+}
+
+/* Everything the replica holds, hashed: memory, vCPUs, irqchip, disk. */
+static uint32_t fz__digest(const struct replica *r)
+{
+	uint8_t disk[FZ_SECTORS * ABI_SECTOR_SIZE];
+	uint32_t c;
+
+	if (pread(r->blk_fd, disk, sizeof(disk), 0) != sizeof(disk))
+		die("reading the fuzz disk: %m");
+	c = crc32c(0, r->mem, r->mem_size);
+	c = crc32c(c, r->vcpu, sizeof(r->vcpu));
+	c = crc32c(c, &r->irq, sizeof(r->irq));
+	c = crc32c(c, &r->seq, sizeof(r->seq));
+	return crc32c(c, disk, sizeof(disk));
+}
+
+/* Offsets of the section headers of a checkpoint built by fz__build(). */
+static unsigned int fz__sections(const struct ck_buf *b, size_t *off)
+{
+	unsigned int n = 0;
+	size_t o = 0;
+
+	while (o < b->len) {
+		struct ck_sec s;
+
+		memcpy(&s, b->p + o, sizeof(s));
+		off[n++] = o;
+		o += sizeof(s) + ((s.len + 7) & ~7ULL);
+	}
+	return n;
+}
+
+/*
+ * A structural corruption that keeps the CRC right (the sender computes
+ * it after the damage): the checks of replica__apply() must catch it.
+ */
+static const char *fz__structural(struct ck_buf *b, size_t *len)
+{
+	size_t off[16], o;
+	unsigned int n = fz__sections(b, off), k = rnd() % n;
+	struct ck_sec s;
+	uint64_t v;
+
+	memcpy(&s, b->p + off[k], sizeof(s));
+	o = off[k] + sizeof(s);
+	switch (rnd() % 12) {
+	case 0:
+		*len = rnd() % b->len;
+		return "truncated";
+	case 1:
+		s.type = CK_END + 1 + rnd() % 1000;
+		break;
+	case 2:
+		s.len += 1 + rnd() % 4096;
+		break;
+	case 3:
+		s.len = s.len ? s.len - 1 - rnd() % s.len : 8;
+		break;
+	case 4:		/* a page beyond memory */
+		o = off[1] + sizeof(s) + 8;
+		v = FZ_MEM / PAGE_SIZE + rnd() % 1000000;
+		memcpy(b->p + o, &v, 8);
+		return "page beyond memory";
+	case 5:		/* page count */
+		o = off[1] + sizeof(s);
+		memcpy(&v, b->p + o, 8);
+		v += rnd() % 2 ? rnd() | 1 : 1 + rnd() % 3;
+		memcpy(b->p + o, &v, 8);
+		return "page count";
+	case 6:		/* vCPU id */
+		memcpy(b->p + off[2] + sizeof(s), &(uint32_t){ 1 + rnd() % 7 }, 4);
+		return "vcpu id";
+	case 7:		/* sequence not after the replica's */
+		memcpy(b->p + off[0] + sizeof(s), &(uint64_t){ rnd() % 2 }, 8);
+		return "old sequence";
+	case 8:		/* VM shape */
+		memcpy(b->p + off[0] + sizeof(s) + 8 + 8 * (rnd() % 2),
+		       &(uint32_t){ 3 + rnd() % 5 }, 4);
+		return "vm shape";
+	case 9:		/* block write beyond the device */
+		o = off[n - 2] + sizeof(s);
+		v = ((struct ck_dev *)(b->p + o))->nr_blk;
+		if (!v) {
+			memcpy(b->p + o, &(uint32_t){ 1 + rnd() % 100 }, 4);
+			return "block count";
+		}
+		memcpy(b->p + o + 8, &(uint64_t){ FZ_SECTORS + rnd() % 100 }, 8);
+		return "sector beyond device";
+	case 10:	/* bytes after the end */
+		*len = b->len + 8;
+		return "trailing bytes";
+	default:	/* a section dropped */
+		memmove(b->p + off[k], b->p + (k + 1 < n ? off[k + 1] : b->len),
+			b->len - (k + 1 < n ? off[k + 1] : b->len));
+		*len = b->len - ((k + 1 < n ? off[k + 1] : b->len) - off[k]);
+		return "section dropped";
+	}
+	memcpy(b->p + off[k], &s, sizeof(s));
+	return "section header";
+}
+
+/* Frame a checkpoint, damage the frame, and receive it the real way. */
+static int fz__over_wire(const uint8_t *p, size_t len, size_t cut,
+			 unsigned int flips, struct msg_hdr *h,
+			 uint8_t **buf, size_t *cap)
+{
+	size_t total = sizeof(struct msg_hdr) + len;
+	uint8_t *frame = malloc(total);
+	int sv[2], r;
+	pid_t pid;
+
+	if (!frame || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		die("fuzz: %m");
+	wire__header((struct msg_hdr *)frame, MSG_CKPT, 9, p, len);
+	memcpy(frame + sizeof(struct msg_hdr), p, len);
+	while (flips--)
+		frame[rnd() % total] ^= 1 + rnd() % 255;
+	if (cut < total)
+		total = cut;
+	pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		_exit(write(sv[1], frame, total) != (ssize_t)total);
+	}
+	close(sv[1]);
+	r = wire__recv(sv[0], h, buf, cap, 1 << 24, 5000);
+	close(sv[0]);
+	waitpid(pid, NULL, 0);
+	free(frame);
+	return r;
+}
+
+static void test_fuzz(unsigned int cases)
+{
+	struct ck_buf good = { 0 }, bad = { 0 };
+	unsigned int i, wrong = 0, refused_wire = 0, refused_apply = 0;
+	struct replica r;
+	char path[PATH_MAX];
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	uint32_t before;
+	const char *why, *what;
+	struct msg_hdr h;
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "%s/fuzz.img", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || ftruncate(fd, FZ_SECTORS * ABI_SECTOR_SIZE) ||
+	    replica__init(&r, FZ_MEM, FZ_VCPUS, fd, FZ_SECTORS))
+		die("fuzz set-up: %m");
+
+	fz__build(&good, 1, true, 20, 2);
+	if (replica__apply(&r, good.p, good.len, &why))
+		die("a good full checkpoint was refused: %s", why);
+
+	for (i = 0; i < cases; i++) {
+		size_t len;
+
+		fz__build(&good, r.seq + 1, false, 1 + rnd() % 6, rnd() % 4);
+		before = fz__digest(&r);
+		if (i % 2) {
+			/* Random damage on the wire: CRCs and framing. */
+			size_t total = sizeof(struct msg_hdr) + good.len;
+			unsigned int flips = rnd() % 3 ? 1 + rnd() % 8 : 0;
+			size_t cut = flips && rnd() % 2 ? total : rnd() % total;
+
+			ret = fz__over_wire(good.p, good.len, cut, flips, &h,
+					    &buf, &cap);
+			what = flips ? "bytes flipped" : "stream truncated";
+			if (ret == WIRE_OK)
+				ret = replica__apply(&r, buf, h.len, &why);
+			else
+				refused_wire++;
+		} else {
+			bad.p = realloc(bad.p, good.len + 8);
+			memcpy(bad.p, good.p, good.len);
+			memset(bad.p + good.len, 0, 8);
+			bad.len = len = good.len;
+			what = fz__structural(&bad, &len);
+			ret = replica__apply(&r, bad.p, len, &why);
+			refused_apply += !!ret;
+		}
+		if (!ret || fz__digest(&r) != before) {
+			wrong++;
+			diag("fuzz case %u (%s): %s", i, what,
+			     ret ? "replica changed" : "accepted");
+		}
+		/* The next good checkpoint still applies. */
+		if (i % 25 == 24) {
+			fz__build(&good, r.seq + 1, false, 3, 1);
+			if (replica__apply(&r, good.p, good.len, &why)) {
+				wrong++;
+				diag("good checkpoint after case %u refused: %s",
+				     i, why);
+			}
+		}
+	}
+	tap(!wrong, "fuzz: %u corrupt or truncated checkpoints (%u caught by the link, %u by the checks), %u accepted or changed the replica",
+	    cases, refused_wire, refused_apply, wrong);
+	close(fd);
+}
+
+/* ----------------------------------------------------------- processes */
+
+struct run {
+	pid_t observer, secondary, primary;
+	char log[PATH_MAX], sec_err[PATH_MAX], pri_err[PATH_MAX];
+	int port;
+};
+
+static pid_t spawn(const char *out, char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static unsigned int lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	unsigned int n = 0;
+	int c;
+
+	if (!f)
+		return 0;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+	char line[1024];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle);
+	fclose(f);
+	return found;
+}
+
+static void dump(const char *path)
+{
+	char line[1024];
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		printf("#   %s", line);
+	fclose(f);
+}
+
+/* Wait for pid up to secs; SIGKILL it after that.  Returns the status. */
+static int reap(pid_t pid, int secs)
+{
+	int status, i;
+
+	for (i = 0; i < secs * 20; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		usleep(50000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+#define RECORDS		40
+#define NR_VCPUS	2
+
+/* The fencing command that kills the primary and waits until it is gone. */
+#define STONITH "kill -9 %d; while kill -0 %d 2>/dev/null && " \
+		"[ \"$(cut -d' ' -f3 /proc/%d/stat)\" != Z ]; do sleep 0.05; done"
+
+static void run__start(struct run *run, unsigned int round,
+		       const char *fence_fmt, uint64_t seed)
+{
+	char port[16], oport[16], sseed[32], blk[PATH_MAX], sblk[PATH_MAX];
+	char records[16], fence[512], out[PATH_MAX];
+
+	run->port = 7600 + (round % 100) * 2;
+	snprintf(port, sizeof(port), "%d", run->port);
+	snprintf(oport, sizeof(oport), "%d", run->port + 1);
+	snprintf(sseed, sizeof(sseed), "%llu", (unsigned long long)seed);
+	snprintf(records, sizeof(records), "%d", RECORDS);
+	snprintf(run->log, sizeof(run->log), "%s/observer.log", dir);
+	snprintf(run->sec_err, sizeof(run->sec_err), "%s/secondary.out", dir);
+	snprintf(run->pri_err, sizeof(run->pri_err), "%s/primary.out", dir);
+	snprintf(blk, sizeof(blk), "%s/primary.img", dir);
+	snprintf(sblk, sizeof(sblk), "%s/secondary.img", dir);
+	snprintf(out, sizeof(out), "%s/observer.out", dir);
+	unlink(run->log);
+
+	{
+		char *argv[] = { exe, "observer", "--observer-port", oport,
+				 "--log", run->log, "--stats", "0", NULL };
+
+		run->observer = spawn(out, argv);
+	}
+	{
+		/* The primary retries its connection to the secondary. */
+		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
+				 "--port", port, "--block", blk,
+				 "--observer", "127.0.0.1", "--observer-port",
+				 oport, "--records", records, "--seed", sseed,
+				 "--stats", "0", NULL };
+
+		usleep(100000);
+		run->primary = spawn(run->pri_err, argv);
+	}
+	{
+		char *argv[] = { exe, "secondary", "--port", port,
+				 "--block", sblk, "--observer", "127.0.0.1",
+				 "--observer-port", oport, "--records", records,
+				 "--timeout", "1000", "--stats", "0",
+				 fence_fmt ? "--fence" : NULL, fence, NULL };
+
+		snprintf(fence, sizeof(fence), fence_fmt ? fence_fmt : "",
+			 run->primary, run->primary, run->primary);
+		run->secondary = spawn(run->sec_err, argv);
+	}
+}
+
+/*
+ * The observer's log: per vCPU, each record is the previous one's
+ * successor or, at most max_dups times, the previous one again; the TSC
+ * the guest reported never goes back; all RECORDS arrive.
+ */
+static bool run__check_stream(const struct run *run, unsigned int max_dups,
+			      unsigned int *dups_out, char *why, size_t whylen)
+{
+	long long last[MAX_VCPUS];
+	unsigned long long seq, t, tsc[MAX_VCPUS] = { 0 };
+	unsigned int dups[MAX_VCPUS] = { 0 }, v, conn;
+	bool ok = true;
+	FILE *f = fopen(run->log, "r");
+
+	for (v = 0; v < MAX_VCPUS; v++)
+		last[v] = -1;
+	if (!f) {
+		snprintf(why, whylen, "no observer log");
+		return false;
+	}
+	while (ok && fscanf(f, "%u %llu %u %llu", &v, &seq, &conn, &t) == 4) {
+		if (v >= NR_VCPUS) {
+			snprintf(why, whylen, "record from vcpu %u", v);
+			ok = false;
+		} else if ((long long)seq == last[v] && ++dups[v] > max_dups) {
+			snprintf(why, whylen, "vcpu %u: seq %llu replayed more than %u time(s)",
+				 v, seq, max_dups);
+			ok = false;
+		} else if ((long long)seq != last[v] &&
+			   (long long)seq != last[v] + 1) {
+			snprintf(why, whylen, "vcpu %u: seq %llu after %lld (gap or reorder)",
+				 v, seq, last[v]);
+			ok = false;
+		} else if (t < tsc[v]) {
+			snprintf(why, whylen, "vcpu %u: guest TSC went back at seq %llu",
+				 v, seq);
+			ok = false;
+		} else {
+			tsc[v] = t;
+			last[v] = seq;
+		}
+	}
+	fclose(f);
+	for (v = 0; ok && v < NR_VCPUS; v++) {
+		if (last[v] != RECORDS - 1) {
+			snprintf(why, whylen, "vcpu %u: last record %lld of %d",
+				 v, last[v], RECORDS);
+			ok = false;
+		}
+	}
+	*dups_out = dups[0] + dups[1];
+	return ok;
+}
+
+static void run__stop_observer(struct run *run)
+{
+	usleep(300000);		/* let the last records land */
+	kill(run->observer, SIGTERM);
+	reap(run->observer, 5);
+}
+
+/* Wait until the observer has n records, or the primary has exited. */
+static bool run__wait_records(struct run *run, unsigned int n, int secs)
+{
+	int i, status;
+
+	for (i = 0; i < secs * 100; i++) {
+		if (lines(run->log) >= n)
+			return true;
+		if (waitpid(run->primary, &status, WNOHANG) == run->primary) {
+			run->primary = 0;
+			return false;
+		}
+		usleep(10000);
+	}
+	return false;
+}
+
+static void run__dump(const struct run *run)
+{
+	diag("secondary said:");
+	dump(run->sec_err);
+	diag("primary said:");
+	dump(run->pri_err);
+}
+
+static double takeover_ms(const struct run *run)
+{
+	char line[1024], *p;
+	double ms = -1;
+	FILE *f = fopen(run->sec_err, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if ((p = strstr(line, "pending write(s), ")))
+			ms = atof(p + strlen("pending write(s), "));
+	if (f)
+		fclose(f);
+	return ms;
+}
+
+static bool exited(int status, int code)
+{
+	return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
+
+static void test_failover(unsigned int rounds, uint64_t seed)
+{
+	unsigned int round;
+
+	for (round = 0; round < rounds; round++) {
+		unsigned int at = 1 + rnd() % (NR_VCPUS * RECORDS - 2), dups = 0;
+		unsigned int delay_us = rnd() % 20000;
+		char why[256] = "";
+		struct run run;
+		int st_sec;
+		bool ok, took_over;
+
+		run__start(&run, round, STONITH, seed + round);
+		if (run__wait_records(&run, at, 300)) {
+			usleep(delay_us);
+			kill(run.primary, SIGKILL);
+			reap(run.primary, 10);
+		}
+		st_sec = reap(run.secondary, 300);
+		if (run.primary)
+			reap(run.primary, 10);
+		run__stop_observer(&run);
+
+		took_over = file_has(run.sec_err, "takeover:");
+		ok = exited(st_sec, 0) &&
+		     file_has(took_over ? run.sec_err : run.pri_err, "verify: ok") &&
+		     run__check_stream(&run, 1, &dups, why, sizeof(why));
+		if (ok && !took_over)
+			snprintf(why, sizeof(why), "the primary finished first, no takeover");
+		tap(ok, "failover %u: guest seed %llu, primary killed after %u records + %u us; %u replayed; takeover %.1f ms after the last message%s%s",
+		    round + 1, (unsigned long long)(seed + round), at, delay_us,
+		    dups, takeover_ms(&run), *why ? "; " : "", why);
+		if (!ok)
+			run__dump(&run);
+	}
+}
+
+/*
+ * The link breaks while both ends live (SIGUSR1 makes the primary cut it).
+ * fence: NULL (none), STONITH, or a command that fails.
+ */
+static void split_brain(const char *name, const char *fence, bool takeover)
+{
+	char why[256] = "";
+	unsigned int dups = 0;
+	struct run run;
+	int st_sec, st_pri;
+	bool ok;
+
+	run__start(&run, 90 + test_nr, fence, rnd());
+	if (!run__wait_records(&run, 10, 300)) {
+		tap(false, "split brain, %s: the primary stopped early", name);
+		run__dump(&run);
+		return;
+	}
+	kill(run.primary, SIGUSR1);
+	st_sec = reap(run.secondary, 300);
+	st_pri = reap(run.primary, 300);
+	run__stop_observer(&run);
+
+	if (takeover)
+		ok = exited(st_sec, 0) && file_has(run.sec_err, "takeover:") &&
+		     file_has(run.sec_err, "verify: ok") &&
+		     st_pri != -1 && WIFSIGNALED(st_pri) &&
+		     run__check_stream(&run, 1, &dups, why, sizeof(why));
+	else
+		ok = exited(st_sec, 3) &&
+		     file_has(run.sec_err, "refusing to take over") &&
+		     exited(st_pri, 0) && file_has(run.pri_err, "UNPROTECTED") &&
+		     file_has(run.pri_err, "verify: ok") &&
+		     run__check_stream(&run, 0, &dups, why, sizeof(why));
+	tap(ok, "split brain, %s: %s%s%s", name,
+	    takeover ? "secondary fenced the primary and took over" :
+		       "secondary refused, primary ran on unprotected",
+	    *why ? "; " : "", why);
+	if (!ok)
+		run__dump(&run);
+}
+
+static void test_split_brain(void)
+{
+	split_brain("no fencing configured", NULL, false);
+	split_brain("fencing fails", "exit 1", false);
+	split_brain("fencing kills the primary", STONITH, true);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t seed = 0;
+	unsigned int rounds = 20, cases = 200;
+	bool all = true, fuzz = false, failover = false, split = false;
+	char *p;
+	int c, i;
+
+	while ((c = getopt(argc, argv, "s:n:f:")) != -1) {
+		switch (c) {
+		case 's': seed = strtoull(optarg, NULL, 0); break;
+		case 'n': rounds = atoi(optarg); break;
+		case 'f': cases = atoi(optarg); break;
+		default:
+			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [fuzz|failover|split_brain]...\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	for (i = optind; i < argc; i++) {
+		all = false;
+		fuzz |= !strcmp(argv[i], "fuzz");
+		failover |= !strcmp(argv[i], "failover");
+		split |= !strcmp(argv[i], "split_brain");
+	}
+	if (!seed)
+		seed = now_ns() ^ getpid();
+	rng_state = seed;
+	prog_role = "ft-test";
+
+	if (readlink("/proc/self/exe", exe, sizeof(exe) - 1) < 0)
+		die("readlink: %m");
+	p = strrchr(exe, '/');
+	strcpy(p + 1, "kemari-replicator");
+	snprintf(dir, sizeof(dir), "/tmp/kemari-ft-%d", getpid());
+	mkdir(dir, 0755);
+
+	printf("TAP version 13\n");
+	printf("# seed %llu (rerun with -s %llu)\n", (unsigned long long)seed,
+	       (unsigned long long)seed);
+	if (all || fuzz)
+		test_fuzz(cases);
+	if (all || failover)
+		test_failover(rounds, seed);
+	if (all || split)
+		test_split_brain();
+	printf("1..%u\n", test_nr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "util.h"
+
+const char *prog_role = "replicator";
+
+static void vmsg(const char *tag, const char *fmt, va_list ap)
+{
+	char line[1024];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	fprintf(stderr, "kemari-replicator: %s: %s%s\n", prog_role, tag, line);
+}
+
+void warn_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("error: ", fmt, ap);
+	va_end(ap);
+}
+
+void info_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
+}
+
+void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("fatal: ", fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+static uint32_t crc32c_table[256];
+
+__attribute__((constructor)) static void crc32c_init(void)
+{
+	uint32_t c;
+	int i, k;
+
+	for (i = 0; i < 256; i++) {
+		c = i;
+		for (k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82f63b78 & -(c & 1));
+		crc32c_table[i] = c;
+	}
+}
+
+/* CRC-32C (Castagnoli), a byte at a time. */
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const uint32_t *table = crc32c_table;
+	const uint8_t *p = buf;
+
+	crc = ~crc;
+	while (len--)
+		crc = (crc >> 8) ^ table[(crc ^ *p++) & 0xff];
+	return ~crc;
+}

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "wire.h"
+
+const char *wire__strerror(int status)
+{
+	switch (status) {
+	case WIRE_OK:		return "ok";
+	case WIRE_TIMEOUT:	return "timed out";
+	case WIRE_CLOSED:	return "peer closed the link";
+	case WIRE_BAD_HEADER:	return "corrupt message header";
+	case WIRE_BAD_PAYLOAD:	return "payload checksum mismatch";
+	case WIRE_TOO_BIG:	return "message larger than allowed";
+	default:		return "system error";
+	}
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return errno == EPIPE || errno == ECONNRESET ?
+			       WIRE_CLOSED : WIRE_ERROR;
+		p += n;
+		len -= n;
+	}
+	return WIRE_OK;
+}
+
+static int read_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n;
+		int r = poll(&pfd, 1, timeout_ms);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return WIRE_ERROR;
+		if (r == 0)
+			return WIRE_TIMEOUT;
+		n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return WIRE_CLOSED;
+		if (n < 0)
+			return WIRE_ERROR;
+		p += n;
+		len -= n;
+	}
+	return WIRE_OK;
+}
+
+void wire__header(struct msg_hdr *h, enum msg_type type, uint64_t seq,
+		  const void *payload, size_t len)
+{
+	*h = (struct msg_hdr){
+		.magic = WIRE_MAGIC,
+		.version = WIRE_VERSION,
+		.type = type,
+		.seq = seq,
+		.len = len,
+		.crc = crc32c(0, payload, len),
+	};
+	h->hdr_crc = crc32c(0, h, offsetof(struct msg_hdr, hdr_crc));
+}
+
+int wire__send(int fd, enum msg_type type, uint64_t seq,
+	       const void *payload, size_t len)
+{
+	struct msg_hdr h;
+	int r;
+
+	wire__header(&h, type, seq, payload, len);
+	r = write_all(fd, &h, sizeof(h));
+	return r ? r : write_all(fd, payload, len);
+}
+
+int wire__recv(int fd, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
+	       size_t max_len, int timeout_ms)
+{
+	int r = read_all(fd, hdr, sizeof(*hdr), timeout_ms);
+
+	if (r)
+		return r;
+	if (hdr->magic != WIRE_MAGIC || hdr->version != WIRE_VERSION ||
+	    hdr->hdr_crc != crc32c(0, hdr, offsetof(struct msg_hdr, hdr_crc)))
+		return WIRE_BAD_HEADER;
+	if (hdr->len > max_len)
+		return WIRE_TOO_BIG;
+	if (hdr->len > *cap) {
+		uint8_t *p = realloc(*buf, hdr->len);
+
+		if (!p)
+			return WIRE_ERROR;
+		*buf = p;
+		*cap = hdr->len;
+	}
+	r = read_all(fd, *buf, hdr->len, timeout_ms);
+	if (r)
+		return r == WIRE_CLOSED ? WIRE_CLOSED : r;
+	if (crc32c(0, *buf, hdr->len) != hdr->crc)
+		return WIRE_BAD_PAYLOAD;
+	return WIRE_OK;
+}
+
+static int wire__addr(const char *addr, int port, struct sockaddr_in *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons(port);
+	return inet_pton(AF_INET, addr, &sa->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
+int wire__listen(const char *addr, int port)
+{
+	struct sockaddr_in sa;
+	int fd, one = 1;
+
+	if (wire__addr(addr, port, &sa))
+		return -EINVAL;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 8)) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static void wire__nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int wire__accept(int lfd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	int fd, r;
+
+	do {
+		r = poll(&pfd, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return r ? -errno : -ETIMEDOUT;
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	wire__nodelay(fd);
+	return fd;
+}
+
+/* Retry until timeout_ms: the peer may still be starting. */
+int wire__connect(const char *addr, int port, int timeout_ms)
+{
+	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000;
+	struct sockaddr_in sa;
+	int fd, e;
+
+	if (wire__addr(addr, port, &sa))
+		return -EINVAL;
+	for (;;) {
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+			wire__nodelay(fd);
+			return fd;
+		}
+		e = -errno;
+		close(fd);
+		if (now_ns() > end)
+			return e;
+		usleep(20000);
+	}
+}
