@@ -84,14 +84,17 @@ void ck__add_irq(struct ck_buf *b, const struct irq_state *irq)
 	memcpy(ck__section(b, CK_IRQ, sizeof(*irq)), irq, sizeof(*irq));
 }
 
-void ck__add_dev(struct ck_buf *b, const struct ck_blk *blk, uint32_t n)
+void ck__add_dev(struct ck_buf *b, const struct ck_blk *blk, uint32_t nr_blk,
+		 const struct out_record *out, uint32_t nr_out, uint32_t flags)
 {
-	uint8_t *p = ck__section(b, CK_DEV,
-				 sizeof(struct ck_dev) + n * sizeof(*blk));
-	struct ck_dev d = { .nr_blk = n };
+	size_t blk_len = nr_blk * sizeof(*blk);
+	uint8_t *p = ck__section(b, CK_DEV, sizeof(struct ck_dev) + blk_len +
+				 nr_out * sizeof(*out));
+	struct ck_dev d = { .nr_blk = nr_blk, .nr_out = nr_out, .flags = flags };
 
 	memcpy(p, &d, sizeof(d));
-	memcpy(p + sizeof(d), blk, n * sizeof(*blk));
+	memcpy(p + sizeof(d), blk, blk_len);
+	memcpy(p + sizeof(d) + blk_len, out, nr_out * sizeof(*out));
 }
 
 void ck__add_end(struct ck_buf *b)
@@ -121,6 +124,7 @@ struct ck_parsed {
 	const struct irq_state *irq;
 	const struct ck_dev *dev;
 	const struct ck_blk *blk;
+	const struct out_record *out;
 };
 
 #define REFUSE(msg)			\
@@ -134,14 +138,26 @@ static int ck__check_vcpu(const struct replica *r, const struct ck_vcpu *v,
 {
 	const struct kvm_kemari_pending *p = &v->state.pending;
 
-	if (v->id != expect)
+	unsigned int i;
+
+	if (v->id != expect || v->pad)
 		REFUSE("vCPU sections out of order");
 	if (v->state.msrs.hdr.nmsrs != NR_SAVED_MSRS)
 		REFUSE("vCPU MSR count is wrong");
-	if (p->write.count &&
-	    ((p->write.bus != KVM_KEMARI_BUS_PIO &&
-	      p->write.bus != KVM_KEMARI_BUS_MMIO) ||
-	     (uint64_t)p->write.count * p->write.len > KVM_KEMARI_MAX_DATA))
+	for (i = 0; i < NR_SAVED_MSRS; i++)
+		if (v->state.msrs.entries[i].index != vcpu__saved_msr(i))
+			REFUSE("vCPU MSR list is wrong");
+	if (p->write.flags || (!p->write.count &&
+			       (p->write.bus || p->write.len || p->write.addr)))
+		REFUSE("pending write is malformed");
+	if (p->write.count && p->write.bus == KVM_KEMARI_BUS_PIO &&
+	    (p->write.len != 1 && p->write.len != 2 && p->write.len != 4))
+		REFUSE("pending PIO write has a bad size");
+	if (p->write.count && p->write.bus == KVM_KEMARI_BUS_MMIO &&
+	    (p->write.count != 1 || !p->write.len))
+		REFUSE("pending MMIO write is malformed");
+	if (p->write.count && (p->write.bus > KVM_KEMARI_BUS_PIO ||
+	    (uint64_t)p->write.count * p->write.len > KVM_KEMARI_MAX_DATA))
 		REFUSE("pending write is malformed");
 	(void)r;
 	return 0;
@@ -222,6 +238,10 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			if (s.len != sizeof(*ck->irq))
 				REFUSE("irqchip section has the wrong size");
 			ck->irq = (const void *)body;
+			if (ck->irq->chip[0].chip_id != 0 ||
+			    ck->irq->chip[1].chip_id != 1 ||
+			    ck->irq->chip[2].chip_id != 2)
+				REFUSE("irqchip section is malformed");
 			next = CK_DEV;
 			break;
 		case CK_DEV: {
@@ -230,14 +250,22 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			if (s.len < sizeof(*ck->dev))
 				REFUSE("device section too short");
 			ck->dev = (const void *)body;
-			if (ck->dev->pad || ck->dev->nr_blk > CK_MAX_BLK ||
+			if (ck->dev->pad || ck->dev->flags & ~CK_DEV_OUTPUT_HELD ||
+			    ck->dev->nr_blk > CK_MAX_BLK ||
+			    ck->dev->nr_out > CK_MAX_OUT ||
 			    s.len != sizeof(*ck->dev) +
-				     ck->dev->nr_blk * sizeof(struct ck_blk))
-				REFUSE("block write count does not match");
+				     ck->dev->nr_blk * sizeof(struct ck_blk) +
+				     ck->dev->nr_out * sizeof(struct out_record))
+				REFUSE("device log counts do not match");
 			ck->blk = (const void *)(body + sizeof(*ck->dev));
+			ck->out = (const void *)(ck->blk + ck->dev->nr_blk);
 			for (i = 0; i < ck->dev->nr_blk; i++)
 				if (ck->blk[i].sector >= r->blk_sectors)
 					REFUSE("block write beyond the device");
+			for (i = 0; i < ck->dev->nr_out; i++)
+				if (ck->out[i].magic != ABI_RECORD_MAGIC ||
+				    ck->out[i].vcpu >= r->nr_vcpus)
+					REFUSE("output record is malformed");
 			next = CK_END;
 			break;
 		}
@@ -261,7 +289,8 @@ int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
 	if (ret)
 		return ret;
 
-	if (ck.vm->full)
+	/* A full checkpoint replaces everything; what it omits is zero. */
+	if (ck.vm->full && madvise(r->mem, r->mem_size, MADV_DONTNEED))
 		memset(r->mem, 0, r->mem_size);
 	for (i = 0, p = ck.pages; i < ck.nr_pages; i++, p += 8 + PAGE_SIZE) {
 		memcpy(&gfn, p, 8);
@@ -274,6 +303,8 @@ int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
 		if (pwrite(r->blk_fd, ck.blk[i].data, ABI_SECTOR_SIZE,
 			   ck.blk[i].sector * ABI_SECTOR_SIZE) != ABI_SECTOR_SIZE)
 			die("writing the replica's block device: %m");
+	r->nr_out = ck.dev->flags & CK_DEV_OUTPUT_HELD ? ck.dev->nr_out : 0;
+	memcpy(r->out, ck.out, r->nr_out * sizeof(*r->out));
 	r->seq = ck.vm->seq;
 	r->tsc_khz = ck.vm->tsc_khz;
 	r->pages_applied += ck.nr_pages;

@@ -10,8 +10,9 @@
  *   CK_PAGES   u64 count, then count x (u64 gfn, 4096 bytes)
  *   CK_VCPU    struct ck_vcpu, once for every vCPU, in id order
  *   CK_IRQ     struct irq_state: PICs, IOAPIC, PIT
- *   CK_DEV     struct ck_dev and nr_blk x struct ck_blk: the block
- *              writes the device model made since the previous checkpoint
+ *   CK_DEV     struct ck_dev, nr_blk x struct ck_blk and nr_out x
+ *              struct out_record: the block writes and the output records
+ *              the device model made since the previous checkpoint
  *   CK_END     nothing; no byte may follow
  *
  * Both ends run the same build: the vCPU and irqchip state are the KVM
@@ -61,12 +62,19 @@ struct ck_blk {
 	uint8_t data[ABI_SECTOR_SIZE];
 };
 
+/* ck_dev.flags: the output records are held until this is acknowledged,
+ * so a secondary that takes over from it sends them again. */
+#define CK_DEV_OUTPUT_HELD	(1U << 0)
+
 struct ck_dev {
 	uint32_t nr_blk;
+	uint32_t nr_out;
+	uint32_t flags;
 	uint32_t pad;
 };
 
 #define CK_MAX_BLK	(64 * MAX_VCPUS)
+#define CK_MAX_OUT	(64 * MAX_VCPUS)
 
 /* A growing buffer that a checkpoint is built in. */
 struct ck_buf {
@@ -82,7 +90,8 @@ void ck__add_pages(struct ck_buf *b, const uint8_t *mem,
 void ck__add_vcpu(struct ck_buf *b, unsigned int id,
 		  const struct vcpu_state *s);
 void ck__add_irq(struct ck_buf *b, const struct irq_state *irq);
-void ck__add_dev(struct ck_buf *b, const struct ck_blk *blk, uint32_t n);
+void ck__add_dev(struct ck_buf *b, const struct ck_blk *blk, uint32_t nr_blk,
+		 const struct out_record *out, uint32_t nr_out, uint32_t flags);
 void ck__add_end(struct ck_buf *b);
 
 /* What the secondary holds: the last checkpoint it applied. */
@@ -96,6 +105,8 @@ struct replica {
 	struct vcpu_state vcpu[MAX_VCPUS];
 	struct irq_state irq;
 	int blk_fd;		/* the secondary's copy of the block device */
+	struct out_record out[CK_MAX_OUT];	/* to send again on takeover */
+	uint32_t nr_out;
 	uint64_t blk_sectors;
 	uint64_t pages_applied;
 };

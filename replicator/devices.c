@@ -47,6 +47,27 @@ static bool eventfd__take(int fd)
 	return read(fd, &n, sizeof(n)) == sizeof(n) && n;
 }
 
+static void output__send(struct devices *d, const struct out_record *rec)
+{
+	if (d->observer_fd >= 0 &&
+	    send(d->observer_fd, rec, sizeof(*rec), MSG_NOSIGNAL) != sizeof(*rec)) {
+		warn_msg("observer link lost (%s): output is dropped from now on",
+			 strerror(errno));
+		close(d->observer_fd);
+		d->observer_fd = -1;
+	}
+	d->records_sent++;
+}
+
+void devices__resend(struct devices *d, const struct out_record *rec,
+		     uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		output__send(d, &rec[i]);
+}
+
 static void output__ring(struct devices *d, unsigned int id)
 {
 	struct out_record rec = mailbox(d, id)->rec;
@@ -57,14 +78,10 @@ static void output__ring(struct devices *d, unsigned int id)
 			 rec.magic);
 		return;
 	}
-	if (d->observer_fd >= 0 &&
-	    send(d->observer_fd, &rec, sizeof(rec), MSG_NOSIGNAL) != sizeof(rec)) {
-		warn_msg("observer link lost (%s): output is dropped from now on",
-			 strerror(errno));
-		close(d->observer_fd);
-		d->observer_fd = -1;
-	}
-	d->records_sent++;
+	output__send(d, &rec);
+	if (d->nr_out_log == CK_MAX_OUT)
+		die("output log full: the VM did not checkpoint");
+	d->out_log[d->nr_out_log++] = rec;
 	__atomic_store_n(&st->emitted[id], rec.seq + 1, __ATOMIC_RELEASE);
 }
 

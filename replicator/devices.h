@@ -13,6 +13,7 @@
 #define REPLICATOR_DEVICES_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ckpt.h"
@@ -29,6 +30,9 @@ struct devices {
 	int blk_fd;
 	struct ck_blk blk_log[CK_MAX_BLK];	/* since the last checkpoint */
 	uint32_t nr_blk_log;
+	struct out_record out_log[CK_MAX_OUT];	/* since the last checkpoint */
+	uint32_t nr_out_log;
+	bool output_held;		/* output waits for the next ack */
 	uint64_t records_sent;
 };
 
@@ -38,5 +42,8 @@ void devices__exit(struct devices *d);
 /* Complete every doorbell already rung: called with the VM frozen. */
 void devices__drain(struct devices *d);
 void devices__console(struct devices *d, unsigned int vcpu, uint8_t c);
+/* Takeover: send again what the primary may have held back. */
+void devices__resend(struct devices *d, const struct out_record *rec,
+		     uint32_t n);
 
 #endif /* REPLICATOR_DEVICES_H */

@@ -25,6 +25,11 @@ static const uint32_t saved_msrs[NR_SAVED_MSRS] = {
 
 #define MSR_IA32_TSC	0x10
 
+uint32_t vcpu__saved_msr(unsigned int i)
+{
+	return saved_msrs[i];
+}
+
 /* An ioctl that must succeed: on failure say which and return -errno. */
 #define IOCTL(fd, req, arg)						\
 	({								\
@@ -72,6 +77,8 @@ static int vm__enable_kemari(struct vm *vm)
 		return r;
 	if (mask & KVM_KEMARI_TSC_LOG)
 		flags |= KVM_KEMARI_TSC_LOG;
+	else
+		warn_msg("this kernel has no KVM_KEMARI_TSC_LOG: the TSC is restored from IA32_TSC alone");
 	r = vm__enable_cap(vm, KVM_CAP_KEMARI, flags, vm->cfg.dirty_quota);
 	if (!r)
 		vm->kemari = true;
@@ -161,6 +168,13 @@ int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem)
 	for (i = 0; !r && i < cfg->nr_vcpus; i++)
 		r = vcpu__create(vm, i, cpuid);
 	free(cpuid);
+	/* The secondary must run the guest's TSC at this frequency. */
+	if (!r && !vm->cfg.tsc_khz) {
+		r = IOCTL(vm->vcpu[0].fd, KVM_GET_TSC_KHZ, 0);
+		if (r > 0)
+			vm->cfg.tsc_khz = r;
+		r = r > 0 ? 0 : r;
+	}
 	return r;
 }
 
@@ -244,8 +258,9 @@ int vm__load_guest(struct vm *vm, const void *image, size_t size,
 	uint64_t need = ABI_DATA + (uint64_t)gc->nr_vcpus * gc->data_pages *
 			PAGE_SIZE;
 
+	/* The guest maps its first GiB only. */
 	if (size > ABI_DATA - ABI_CODE || need > vm->cfg.mem_size ||
-	    vm->cfg.mem_size > (1ULL << 30)) {
+	    need > (1ULL << 30)) {
 		warn_msg("guest does not fit: %llu bytes of memory, %llu needed",
 			 (unsigned long long)vm->cfg.mem_size,
 			 (unsigned long long)need);
@@ -424,7 +439,8 @@ long vm__harvest(struct vm *vm, uint64_t *gfns, size_t max)
 				break;
 			if (n == max)
 				return -E2BIG;
-			if (e->slot == 0)
+			if (e->slot == 0 &&
+			    e->offset < vm->cfg.mem_size / PAGE_SIZE)
 				gfns[n++] = e->offset;
 			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
 					 __ATOMIC_RELEASE);

@@ -87,6 +87,7 @@ int vcpu__save(struct vcpu *vcpu, struct vcpu_state *s);
 int vcpu__restore(struct vcpu *vcpu, const struct vcpu_state *s);
 int vm__restore_tsc(struct vm *vm, const struct vcpu_state *s);
 int vcpu__set_tsc(struct vcpu *vcpu, uint64_t tsc);
+uint32_t vcpu__saved_msr(unsigned int i);
 
 /* Harvest the dirty ring of every vCPU into gfns (at most max), reset. */
 long vm__harvest(struct vm *vm, uint64_t *gfns, size_t max);

@@ -39,6 +39,13 @@ static void usage(void)
 		"  --ring N             dirty ring entries per vCPU (default 4096)\n"
 		"  --quota N            Kemari dirty quota (default 0: none)\n"
 		"  --stats MS           status line interval (0: none, default 1000)\n"
+		"  --pipelined          primary: resume before the acknowledgment\n"
+		"  --plug-dev IFNAME    primary: hold IFNAME's output until acknowledged\n"
+		"  --event-log FILE     primary: log checkpoints and acknowledgments\n"
+		"  --ack-delay MS       secondary: delay every acknowledgment (tests)\n"
+		"  --grace MS           primary: stay stopped this long after losing the\n"
+		"                       secondary, to be fenced (default 3 x --timeout)\n"
+		"  --fence-timeout MS   secondary: limit for --fence (default 30000)\n"
 		"  --no-kemari          bring-up on a kernel without Kemari: no sync points\n");
 	exit(1);
 }
@@ -65,7 +72,10 @@ int main(int argc, char **argv)
 		{ "pages", 1, 0, 'n' }, { "data-pages", 1, 0, 'd' },
 		{ "seed", 1, 0, 's' }, { "ring", 1, 0, 'R' },
 		{ "quota", 1, 0, 'q' }, { "stats", 1, 0, 'S' },
-		{ "no-kemari", 0, 0, 'K' }, { 0 }
+		{ "no-kemari", 0, 0, 'K' }, { "pipelined", 0, 0, 'L' },
+		{ "plug-dev", 1, 0, 'D' }, { "event-log", 1, 0, 'E' },
+		{ "ack-delay", 1, 0, 'A' }, { "grace", 1, 0, 'g' },
+		{ "fence-timeout", 1, 0, 'F' }, { 0 }
 	};
 	struct options o = {
 		.vm = { .mem_size = 16 << 20, .nr_vcpus = 2,
@@ -79,6 +89,8 @@ int main(int argc, char **argv)
 		.timeout_ms = 1000,
 		.heartbeat_ms = 100,
 		.stats_ms = 1000,
+		.grace_ms = -1,
+		.fence_timeout_ms = 30000,
 	};
 	const char *mode;
 	int c;
@@ -108,12 +120,27 @@ int main(int argc, char **argv)
 		case 'q': o.vm.dirty_quota = num(optarg); break;
 		case 'S': o.stats_ms = num(optarg); break;
 		case 'K': o.vm.no_kemari = true; break;
+		case 'L': o.pipelined = true; break;
+		case 'D': o.plug_dev = optarg; break;
+		case 'E': o.event_log = optarg; break;
+		case 'A': o.ack_delay_ms = num(optarg); break;
+		case 'g': o.grace_ms = num(optarg); break;
+		case 'F': o.fence_timeout_ms = num(optarg); break;
 		default: usage();
 		}
 	}
-	if (optind != argc || !o.vm.nr_vcpus || o.vm.nr_vcpus > MAX_VCPUS ||
-	    !o.guest.data_pages || o.timeout_ms <= o.heartbeat_ms)
+	if (optind != argc)
 		usage();
+	if (!o.vm.nr_vcpus || o.vm.nr_vcpus > MAX_VCPUS)
+		die("--vcpus must be 1 to %d", MAX_VCPUS);
+	if (!o.guest.data_pages)
+		die("--data-pages must not be 0");
+	if (!o.heartbeat_ms || o.timeout_ms <= o.heartbeat_ms)
+		die("--heartbeat must be above 0 and below --timeout");
+	if (o.vm.ring_entries < 64 || o.vm.ring_entries & (o.vm.ring_entries - 1))
+		die("--ring must be a power of two, at least 64");
+	if (o.grace_ms < 0)
+		o.grace_ms = 3 * o.timeout_ms;
 	o.guest.nr_vcpus = o.vm.nr_vcpus;
 
 	if (!strcmp(mode, "primary"))

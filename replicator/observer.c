@@ -2,7 +2,8 @@
 /*
  * The observer: the outside world.  It accepts connections from whichever
  * copy of the guest is active and logs every output record it receives,
- * one line each: "vcpu seq connection tsc".
+ * one line each: "vcpu seq connection tsc arrival_ns", the arrival
+ * on CLOCK_MONOTONIC.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,11 +51,16 @@ int observer__main(const struct options *o)
 				continue;
 			die("poll: %m");
 		}
-		if ((pfd[0].revents & POLLIN) && n < MAX_CONNS) {
+		if (pfd[0].revents & POLLIN) {
 			int fd = wire__accept(lfd, 0);
 
-			if (fd >= 0)
+			if (fd >= 0 && n == MAX_CONNS) {
+				warn_msg("more than %d connections: refused one",
+					 MAX_CONNS);
+				close(fd);
+			} else if (fd >= 0) {
 				c[n++] = (struct conn){ .fd = fd, .id = ids++ };
+			}
 		}
 		for (i = 0; i < n; i++) {
 			struct conn *k = &c[i];
@@ -73,9 +79,10 @@ int observer__main(const struct options *o)
 			if (k->have < sizeof(k->rec))
 				continue;
 			k->have = 0;
-			dprintf(log, "%u %llu %u %llu\n", k->rec.vcpu,
+			dprintf(log, "%u %llu %u %llu %llu\n", k->rec.vcpu,
 				(unsigned long long)k->rec.seq, k->id,
-				(unsigned long long)k->rec.tsc);
+				(unsigned long long)k->rec.tsc,
+				(unsigned long long)now_ns());
 			if (o->stats_ms && ++records % 50 == 0)
 				info_msg("%llu records so far, latest vcpu %u seq %llu",
 					 (unsigned long long)records, k->rec.vcpu,

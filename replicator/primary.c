@@ -1,9 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The primary: runs the guest, and at every sync point sends the
- * checkpoint to the secondary and waits for its acknowledgment before the
- * held write may complete.  If the secondary refuses a checkpoint or the
- * link fails, the guest keeps running unprotected, and the primary says so.
+ * The primary: runs the guest and sends the checkpoint of every sync
+ * point to the secondary.
+ *
+ * Synchronous mode (the default) waits for the acknowledgment before the
+ * guest resumes, so the held write completes only once the secondary has
+ * everything.  Pipelined mode (--pipelined) resumes as soon as the
+ * checkpoint is sent, holds the network output of the interface given by
+ * --plug-dev in a plug qdisc, and lets each epoch's output out when the
+ * checkpoint that covers it is acknowledged; at most one checkpoint is in
+ * flight.
+ *
+ * If the link fails, or the secondary refuses a checkpoint three times,
+ * the primary cannot tell whether the secondary is about to take over.
+ * So it keeps the guest stopped at its next sync point (no output leaves)
+ * for the grace period, long enough for the secondary to fence this host;
+ * if it is still alive after that, it runs unprotected, lets buffered
+ * output out, and says so.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "netbuf.h"
 #include "replicator.h"
 #include "util.h"
 #include "vmm.h"
@@ -22,10 +36,17 @@
 struct link {
 	int fd;
 	bool up;
+	bool pipelined;
 	int timeout_ms;
 	int heartbeat_ms;
-	pthread_mutex_t send_lock;
-	pthread_t heartbeat;
+	pthread_mutex_t lock;		/* sends, up, inflight */
+	pthread_cond_t acked;
+	uint64_t inflight;		/* pipelined: checkpoint not yet acked */
+	uint64_t lost_at;		/* when the link was lost */
+	int grace_ms;
+	bool unprotected;
+	struct netbuf *nb;
+	FILE *events;			/* --event-log */
 	uint8_t *buf;
 	size_t cap;
 };
@@ -40,69 +61,211 @@ static void on_sigusr1(int sig)
 	drop_link = 1;
 }
 
-static void link__lost(struct vmm *vmm, const char *why)
+/* With rlink.lock held. */
+static void link__lost_locked(uint64_t seq, const char *why)
 {
-	pthread_mutex_lock(&rlink.send_lock);
-	if (rlink.up) {
-		warn_msg("replication link lost at checkpoint %llu (%s): the guest keeps running UNPROTECTED",
-			 (unsigned long long)vmm->seq, why);
-		shutdown(rlink.fd, SHUT_RDWR);
-		rlink.up = false;
-	}
-	pthread_mutex_unlock(&rlink.send_lock);
+	if (!rlink.up)
+		return;
+	warn_msg("replication link lost at checkpoint %llu (%s): the guest stops at its next sync point for %d ms, in case the secondary fences this host",
+		 (unsigned long long)seq, why, rlink.grace_ms);
+	shutdown(rlink.fd, SHUT_RDWR);
+	rlink.up = false;
+	rlink.inflight = 0;
+	rlink.lost_at = now_ns();
+	pthread_cond_broadcast(&rlink.acked);
+}
+
+/* At a sync point, with the VM stopped, once the link is down. */
+static void link__unprotected(uint64_t seq)
+{
+	uint64_t until = rlink.lost_at + rlink.grace_ms * 1000000ULL, now;
+
+	if (rlink.unprotected || !rlink.lost_at)
+		return;
+	now = now_ns();
+	if (now < until)
+		usleep((until - now) / 1000);
+	rlink.unprotected = true;
+	if (rlink.nb)
+		netbuf__release_all(rlink.nb);
+	warn_msg("not fenced within %d ms: the guest runs UNPROTECTED from checkpoint %llu on",
+		 rlink.grace_ms, (unsigned long long)seq);
+}
+
+static void link__lost(uint64_t seq, const char *why)
+{
+	pthread_mutex_lock(&rlink.lock);
+	link__lost_locked(seq, why);
+	pthread_mutex_unlock(&rlink.lock);
 }
 
 static void *link__heartbeat(void *arg)
 {
-	struct vmm *vmm = arg;
 	int r;
 
+	(void)arg;
 	for (;;) {
 		usleep(rlink.heartbeat_ms * 1000);
-		if (drop_link) {
-			link__lost(vmm, "cut on request (SIGUSR1)");
+		pthread_mutex_lock(&rlink.lock);
+		if (drop_link)
+			link__lost_locked(0, "cut on request (SIGUSR1)");
+		r = rlink.up ? wire__send(rlink.fd, MSG_HEARTBEAT, 0, NULL, 0) : 0;
+		if (r)
+			link__lost_locked(0, wire__strerror(r));
+		if (!rlink.up) {
+			pthread_mutex_unlock(&rlink.lock);
 			return NULL;
 		}
-		pthread_mutex_lock(&rlink.send_lock);
-		r = rlink.up ? wire__send(rlink.fd, MSG_HEARTBEAT, 0, NULL, 0) : 0;
-		pthread_mutex_unlock(&rlink.send_lock);
-		if (r)
-			link__lost(vmm, wire__strerror(r));
-		if (!rlink.up)
-			return NULL;
+		pthread_mutex_unlock(&rlink.lock);
 	}
 }
 
-/* Send vmm->ck and wait until the secondary has applied it. */
+/* For the tests: which output records this checkpoint holds back. */
+static void link__log_pending(struct vmm *vmm, uint64_t seq)
+{
+	unsigned int i;
+
+	for (i = 0; rlink.events && i < vmm->vm.cfg.nr_vcpus; i++) {
+		struct kvm_run *run = vmm->vm.vcpu[i].run;
+		uint32_t data;
+
+		if (run->exit_reason != KVM_EXIT_KEMARI_SYNC ||
+		    !run->kemari.write.count ||
+		    run->kemari.write.addr != ABI_PORT_OUTPUT(i))
+			continue;
+		memcpy(&data, run->kemari.data, sizeof(data));
+		fprintf(rlink.events, "C %llu %u %u\n", (unsigned long long)seq,
+			i, data);
+	}
+}
+
+/* An acknowledgment or refusal of checkpoint seq; false: link lost. */
+static bool link__reply(uint64_t seq, int r, const struct msg_hdr *h)
+{
+	char why[128];
+
+	if (r) {
+		link__lost(seq, wire__strerror(r));
+		return false;
+	}
+	if (h->type == MSG_NAK) {
+		snprintf(why, sizeof(why), "secondary refused it: %.*s",
+			 (int)h->len, rlink.buf);
+		link__lost(seq, why);
+		return false;
+	}
+	if (h->type != MSG_ACK || h->seq != seq) {
+		link__lost(seq, "unexpected reply");
+		return false;
+	}
+	if (rlink.events)
+		fprintf(rlink.events, "A %llu %llu\n", (unsigned long long)seq,
+			(unsigned long long)now_ns());
+	return true;
+}
+
+/*
+ * Synchronous: send vmm->ck and wait until the secondary has applied it.
+ * A refused checkpoint is sent again, twice; then the primary detaches.
+ */
 static int primary__commit(struct vmm *vmm, uint64_t seq)
 {
+	unsigned int tries;
 	struct msg_hdr h;
-	char why[128];
 	int r;
 
-	if (!rlink.up)
+	for (tries = 0; tries < 3; tries++) {
+		pthread_mutex_lock(&rlink.lock);
+		if (!rlink.up) {
+			pthread_mutex_unlock(&rlink.lock);
+			link__unprotected(seq);
+			return 0;
+		}
+		link__log_pending(vmm, seq);
+		r = wire__send(rlink.fd, MSG_CKPT, seq, vmm->ck.p, vmm->ck.len);
+		pthread_mutex_unlock(&rlink.lock);
+		if (!r)
+			r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 256,
+				       tries || seq > 1 ? rlink.timeout_ms :
+				       rlink.timeout_ms * 10);
+		if (r || h.type != MSG_NAK)
+			return link__reply(seq, r, &h) ? 0 : -EPIPE;
+		warn_msg("the secondary refused checkpoint %llu (%.*s); sending it again",
+			 (unsigned long long)seq, (int)h.len, rlink.buf);
+	}
+	pthread_mutex_lock(&rlink.lock);
+	wire__send(rlink.fd, MSG_DETACH, seq, NULL, 0);
+	pthread_mutex_unlock(&rlink.lock);
+	link__reply(seq, r, &h);
+	link__unprotected(seq);
+	return -EPROTO;
+}
+
+/* Pipelined: wait for the previous checkpoint, close the epoch, send. */
+static int primary__commit_pipelined(struct vmm *vmm, uint64_t seq)
+{
+	int r;
+
+	pthread_mutex_lock(&rlink.lock);
+	while (rlink.up && rlink.inflight)
+		pthread_cond_wait(&rlink.acked, &rlink.lock);
+	if (!rlink.up) {
+		pthread_mutex_unlock(&rlink.lock);
+		link__unprotected(seq);
 		return 0;
-	pthread_mutex_lock(&rlink.send_lock);
+	}
+	link__log_pending(vmm, seq);
+	if (rlink.nb && netbuf__checkpoint(rlink.nb)) {
+		link__lost_locked(seq, "cannot buffer network output");
+		pthread_mutex_unlock(&rlink.lock);
+		return -EIO;
+	}
 	r = wire__send(rlink.fd, MSG_CKPT, seq, vmm->ck.p, vmm->ck.len);
-	pthread_mutex_unlock(&rlink.send_lock);
-	if (!r)
+	if (r)
+		link__lost_locked(seq, wire__strerror(r));
+	else
+		rlink.inflight = seq;
+	pthread_mutex_unlock(&rlink.lock);
+	return r ? -EPIPE : 0;
+}
+
+/* Pipelined: the acknowledgments, each releasing one epoch of output. */
+static void *link__reader(void *arg)
+{
+	struct msg_hdr h;
+	uint64_t seq;
+	int r;
+
+	(void)arg;
+	for (;;) {
 		r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 256,
 			       rlink.timeout_ms);
-	if (r) {
-		link__lost(vmm, wire__strerror(r));
-		return r;
+		pthread_mutex_lock(&rlink.lock);
+		seq = rlink.inflight;
+		if (!rlink.up || (r == WIRE_TIMEOUT && !seq)) {
+			bool up = rlink.up;
+
+			pthread_mutex_unlock(&rlink.lock);
+			if (!up)
+				return NULL;
+			continue;
+		}
+		pthread_mutex_unlock(&rlink.lock);
+		if (!r && h.type == MSG_NAK) {
+			/* The checkpoint buffer holds the next one by now. */
+			pthread_mutex_lock(&rlink.lock);
+			wire__send(rlink.fd, MSG_DETACH, seq, NULL, 0);
+			pthread_mutex_unlock(&rlink.lock);
+		}
+		if (!link__reply(seq, r, &h))
+			return NULL;
+		pthread_mutex_lock(&rlink.lock);
+		if (rlink.nb && netbuf__release(rlink.nb))
+			link__lost_locked(seq, "cannot release network output");
+		rlink.inflight = 0;
+		pthread_cond_broadcast(&rlink.acked);
+		pthread_mutex_unlock(&rlink.lock);
 	}
-	if (h.type == MSG_NAK) {
-		snprintf(why, sizeof(why), "secondary refused it: %.*s",
-			 (int)h.len, rlink.buf);
-		link__lost(vmm, why);
-		return -EPROTO;
-	}
-	if (h.type != MSG_ACK || h.seq != seq) {
-		link__lost(vmm, "unexpected reply");
-		return -EPROTO;
-	}
-	return 0;
 }
 
 int blk__open(const char *path, unsigned int nr_vcpus)
@@ -115,16 +278,44 @@ int blk__open(const char *path, unsigned int nr_vcpus)
 	return fd;
 }
 
+static void primary__connect(struct vmm *vmm, const struct options *o)
+{
+	rlink.fd = wire__connect(o->peer, o->port, 10000);
+	if (rlink.fd < 0)
+		die("cannot reach the secondary at %s:%d: %s", o->peer,
+		    o->port, strerror(-rlink.fd));
+	wire__send_timeout(rlink.fd, o->timeout_ms);
+	rlink.up = true;
+	rlink.pipelined = o->pipelined;
+	/* Held output is part of the checkpoint that releases it. */
+	vmm->dev.output_held = o->pipelined && o->plug_dev;
+	if (o->plug_dev) {
+		rlink.nb = netbuf__open(o->plug_dev);
+		if (!rlink.nb)
+			die("cannot buffer the output of %s", o->plug_dev);
+	}
+	if (o->event_log) {
+		rlink.events = fopen(o->event_log, "w");
+		if (!rlink.events)
+			die("event log %s: %m", o->event_log);
+		setvbuf(rlink.events, NULL, _IOLBF, 0);
+	}
+	vmm->commit = primary__commit;
+}
+
 int primary__main(const struct options *o)
 {
 	static struct vmm vmm;
+	pthread_t heartbeat, reader;
 	int r, obs, blk;
 
 	prog_role = "primary";
 	signal(SIGUSR1, on_sigusr1);
 	rlink.timeout_ms = o->timeout_ms;
 	rlink.heartbeat_ms = o->heartbeat_ms;
-	pthread_mutex_init(&rlink.send_lock, NULL);
+	rlink.grace_ms = o->grace_ms;
+	pthread_mutex_init(&rlink.lock, NULL);
+	pthread_cond_init(&rlink.acked, NULL);
 
 	r = vm__create(&vmm.vm, &o->vm, NULL);
 	if (r)
@@ -147,40 +338,47 @@ int primary__main(const struct options *o)
 		die("cannot set up the devices: %s", strerror(-r));
 	stats__init(&vmm.stats, o->stats_ms);
 
-	if (o->peer) {
-		rlink.fd = wire__connect(o->peer, o->port, 10000);
-		if (rlink.fd < 0)
-			die("cannot reach the secondary at %s:%d: %s", o->peer,
-			    o->port, strerror(-rlink.fd));
-		rlink.up = true;
-		vmm.commit = primary__commit;
-	} else {
-		warn_msg("no secondary given: the guest runs UNPROTECTED");
-	}
-
 	/* The first checkpoint is the whole VM, before it runs. */
 	r = vmm__checkpoint(&vmm, true);
 	if (r)
 		die("first checkpoint: %s", strerror(-r));
+	if (o->peer)
+		primary__connect(&vmm, o);
+	else
+		warn_msg("no secondary given: the guest runs UNPROTECTED");
+	if (o->pipelined && !o->plug_dev)
+		warn_msg("pipelined without --plug-dev: output is NOT held until acknowledged");
 	if (rlink.up) {
 		if (primary__commit(&vmm, vmm.seq))
 			die("the secondary did not take the first checkpoint");
-		info_msg("secondary has the full checkpoint (%zu bytes); running protected",
-			 vmm.ck.len);
-		pthread_create(&rlink.heartbeat, NULL, link__heartbeat, &vmm);
+		info_msg("secondary has the full checkpoint (%zu bytes); running protected, %s",
+			 vmm.ck.len, rlink.pipelined ? "pipelined" : "synchronous");
+		pthread_create(&heartbeat, NULL, link__heartbeat, NULL);
+		if (rlink.pipelined) {
+			vmm.commit = primary__commit_pipelined;
+			pthread_create(&reader, NULL, link__reader, NULL);
+		}
 	}
+
 	vmm__run(&vmm);
 
 	/* The guest is done: a last checkpoint, then stand the secondary down. */
 	r = vmm__checkpoint(&vmm, false);
-	if (!r && rlink.up)
-		r = primary__commit(&vmm, vmm.seq);
+	if (r)
+		die("last checkpoint: %s", strerror(-r));
+	if (vmm.commit)
+		vmm.commit(&vmm, vmm.seq);
+	pthread_mutex_lock(&rlink.lock);
+	while (rlink.up && rlink.inflight)
+		pthread_cond_wait(&rlink.acked, &rlink.lock);
 	if (rlink.up) {
-		pthread_mutex_lock(&rlink.send_lock);
 		wire__send(rlink.fd, MSG_BYE, vmm.seq, NULL, 0);
 		rlink.up = false;
-		pthread_mutex_unlock(&rlink.send_lock);
 	}
+	pthread_mutex_unlock(&rlink.lock);
+	link__unprotected(vmm.seq);
+	if (rlink.nb)
+		netbuf__release_all(rlink.nb);
 	stats__summary(&vmm.stats);
 	devices__exit(&vmm.dev);
 	return vmm__verify(&vmm) ? EXIT_VERIFY_FAILED : 0;

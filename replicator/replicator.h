@@ -22,6 +22,12 @@ struct options {
 	int timeout_ms;			/* heartbeat loss */
 	int heartbeat_ms;
 	int stats_ms;
+	bool pipelined;			/* primary: resume before the ack */
+	const char *plug_dev;		/* primary: buffer this interface */
+	const char *event_log;		/* primary: checkpoints and acks */
+	int ack_delay_ms;		/* secondary: a slow link, for tests */
+	int grace_ms;			/* primary: wait to be fenced */
+	int fence_timeout_ms;		/* secondary: fencing command limit */
 };
 
 /* The guest payload, linked in by guest_image.S. */

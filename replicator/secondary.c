@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,32 @@
 #include "util.h"
 #include "vmm.h"
 #include "wire.h"
+
+/* Run the fencing command, killing it after --fence-timeout. */
+static int secondary__run_fence(const struct options *o)
+{
+	uint64_t end = now_ns() + o->fence_timeout_ms * 1000000ULL;
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", o->fence, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0)
+		return -1;
+	while (waitpid(pid, &status, WNOHANG) != pid) {
+		if (now_ns() > end) {
+			warn_msg("the fencing command took over %d ms: killed",
+				 o->fence_timeout_ms);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		usleep(10000);
+	}
+	return status;
+}
 
 static int secondary__fence(const struct options *o, const struct replica *r)
 {
@@ -35,7 +62,7 @@ static int secondary__fence(const struct options *o, const struct replica *r)
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)r->seq);
 	setenv("KEMARI_CHECKPOINT", seq, 1);
 	info_msg("the primary is silent: fencing with \"%s\"", o->fence);
-	status = system(o->fence);
+	status = secondary__run_fence(o);
 	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status)) {
 		warn_msg("fencing failed (status %#x): refusing to take over (checkpoint %llu kept)",
 			 status, (unsigned long long)r->seq);
@@ -73,10 +100,15 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 		r = vmm__init(&vmm, &o->guest);
 	if (r)
 		die("cannot set up the devices: %s", strerror(-r));
+	/*
+	 * Output the primary held until this checkpoint's acknowledgment
+	 * may never have left: send it (again; the outside world dedups).
+	 */
+	devices__resend(&vmm.dev, rep->out, rep->nr_out);
 	vmm.seq = rep->seq;
 	stats__init(&vmm.stats, o->stats_ms);
-	info_msg("takeover: resuming checkpoint %llu with %u pending write(s), %.1f ms after the primary's last message",
-		 (unsigned long long)rep->seq, pending,
+	info_msg("takeover: resuming checkpoint %llu with %u pending write(s) and %u held record(s) sent again, %.1f ms after the primary's last message",
+		 (unsigned long long)rep->seq, pending, rep->nr_out,
 		 (now_ns() - silent_since) / 1e6);
 	vmm__run(&vmm);
 	devices__exit(&vmm.dev);
@@ -84,8 +116,9 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 }
 
 /* Apply one message; returns false when the link is to be given up. */
-static bool secondary__message(int fd, struct replica *rep,
-			       const struct msg_hdr *h, const uint8_t *buf)
+static bool secondary__message(const struct options *o, int fd,
+			       struct replica *rep, const struct msg_hdr *h,
+			       const uint8_t *buf)
 {
 	const char *why;
 
@@ -100,6 +133,8 @@ static bool secondary__message(int fd, struct replica *rep,
 			wire__send(fd, MSG_NAK, h->seq, why, strlen(why));
 			return true;
 		}
+		if (o->ack_delay_ms)
+			usleep(o->ack_delay_ms * 1000);
 		return !wire__send(fd, MSG_ACK, h->seq, NULL, 0);
 	default:
 		warn_msg("unknown message type %u: dropping the link", h->type);
@@ -130,10 +165,13 @@ int secondary__main(const struct options *o)
 	if (fd < 0)
 		die("no primary connected: %s", strerror(-fd));
 	close(lfd);
+	wire__send_timeout(fd, o->timeout_ms);
 
 	last_heard = now_ns();
 	for (;;) {
-		r = wire__recv(fd, &h, &buf, &cap, max_len, o->timeout_ms);
+		/* The first, full, checkpoint takes the primary a while. */
+		r = wire__recv(fd, &h, &buf, &cap, max_len,
+			       rep.valid ? o->timeout_ms : 60000);
 		if (r == WIRE_BAD_PAYLOAD) {
 			warn_msg("message %llu refused: %s; keeping checkpoint %llu",
 				 (unsigned long long)h.seq, wire__strerror(r),
@@ -151,7 +189,12 @@ int secondary__main(const struct options *o)
 				 (unsigned long long)rep.seq);
 			return 0;
 		}
-		if (!secondary__message(fd, &rep, &h, buf))
+		if (h.type == MSG_DETACH) {
+			warn_msg("the primary detached at checkpoint %llu and runs unprotected; standing down",
+				 (unsigned long long)rep.seq);
+			return EXIT_REFUSED;
+		}
+		if (!secondary__message(o, fd, &rep, &h, buf))
 			break;
 	}
 	close(fd);

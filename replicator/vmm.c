@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -19,7 +21,8 @@ int vmm__init(struct vmm *vmm, const struct guest_config *gc)
 	vmm->max_gfns = vmm->vm.cfg.mem_size / PAGE_SIZE +
 			(uint64_t)vmm->vm.cfg.nr_vcpus * vmm->vm.cfg.ring_entries + 1;
 	vmm->gfns = calloc(vmm->max_gfns, sizeof(*vmm->gfns));
-	return vmm->gfns ? 0 : -ENOMEM;
+	vmm->seen = calloc(vmm->vm.cfg.mem_size / PAGE_SIZE / 64 + 1, 8);
+	return vmm->gfns && vmm->seen ? 0 : -ENOMEM;
 }
 
 static bool page_is_zero(const uint8_t *p)
@@ -31,6 +34,49 @@ static bool page_is_zero(const uint8_t *p)
 		if (w[i])
 			return false;
 	return true;
+}
+
+/*
+ * Every page of the full checkpoint that is not zero.  Anonymous memory
+ * that was never touched (neither present nor swapped, says pagemap) is
+ * zero and is skipped unread.
+ */
+static long vmm__nonzero_pages(struct vmm *vmm)
+{
+	uint64_t gfn, pages = vmm->vm.cfg.mem_size / PAGE_SIZE, e;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	long n = 0;
+
+	for (gfn = 0; gfn < pages; gfn++) {
+		uint8_t *p = vmm->vm.mem + gfn * PAGE_SIZE;
+
+		if (fd >= 0 && pread(fd, &e, 8, (uintptr_t)p / PAGE_SIZE * 8) == 8 &&
+		    !(e & (3ULL << 62)))
+			continue;
+		if (!page_is_zero(p))
+			vmm->gfns[n++] = gfn;
+	}
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+/* A page may be in more than one vCPU's ring: send it once. */
+static long vmm__dedup(struct vmm *vmm, long n)
+{
+	long i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		uint64_t g = vmm->gfns[i];
+
+		if (vmm->seen[g / 64] & (1ULL << (g % 64)))
+			continue;
+		vmm->seen[g / 64] |= 1ULL << (g % 64);
+		vmm->gfns[k++] = g;
+	}
+	for (i = 0; i < k; i++)
+		vmm->seen[vmm->gfns[i] / 64] = 0;
+	return k;
 }
 
 /*
@@ -47,7 +93,7 @@ int vmm__checkpoint(struct vmm *vmm, bool full)
 		.mem_size = vm->cfg.mem_size,
 		.nr_vcpus = vm->cfg.nr_vcpus,
 		.full = full,
-		.tsc_khz = vm->cfg.tsc_khz,
+		.tsc_khz = vm->cfg.tsc_khz,	/* kemari.rst 7 */
 	};
 	struct vcpu_state s;
 	struct irq_state irq;
@@ -60,14 +106,10 @@ int vmm__checkpoint(struct vmm *vmm, bool full)
 	if (n < 0)
 		return n;
 	if (full) {
-		uint64_t gfn;
-
-		n = 0;
-		for (gfn = 0; gfn < vm->cfg.mem_size / PAGE_SIZE; gfn++)
-			if (!page_is_zero(vm->mem + gfn * PAGE_SIZE))
-				vmm->gfns[n++] = gfn;
+		n = vmm__nonzero_pages(vmm);
 	} else {
 		vmm->gfns[n++] = ABI_STATUS / PAGE_SIZE;
+		n = vmm__dedup(vmm, n);
 	}
 
 	ck__reset(&vmm->ck);
@@ -84,8 +126,11 @@ int vmm__checkpoint(struct vmm *vmm, bool full)
 		return r;
 	ck__add_irq(&vmm->ck, &irq);
 	pthread_mutex_lock(&vmm->dev.lock);
-	ck__add_dev(&vmm->ck, vmm->dev.blk_log, vmm->dev.nr_blk_log);
+	ck__add_dev(&vmm->ck, vmm->dev.blk_log, vmm->dev.nr_blk_log,
+		    vmm->dev.out_log, vmm->dev.nr_out_log,
+		    vmm->dev.output_held ? CK_DEV_OUTPUT_HELD : 0);
 	vmm->dev.nr_blk_log = 0;
+	vmm->dev.nr_out_log = 0;
 	pthread_mutex_unlock(&vmm->dev.lock);
 	ck__add_end(&vmm->ck);
 	vmm->last_pages = n;
@@ -160,6 +205,23 @@ static void vmm__io(struct vmm *vmm, struct vcpu *vcpu)
 	}
 }
 
+/* Where a vCPU was when something went wrong, for the error message. */
+static void vcpu__dump(struct vcpu *vcpu)
+{
+	struct kvm_vcpu_events ev;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) ||
+	    ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) ||
+	    ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &ev))
+		return;
+	warn_msg("vcpu %u: rip %#llx rsp %#llx rflags %#llx cr0 %#llx cr3 %#llx cr4 %#llx efer %#llx exception %u/%u nr %u",
+		 vcpu->id, regs.rip, regs.rsp, regs.rflags, sregs.cr0,
+		 sregs.cr3, sregs.cr4, sregs.efer, ev.exception.injected,
+		 ev.exception.pending, ev.exception.nr);
+}
+
 static void *vcpu__thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -198,6 +260,7 @@ static void *vcpu__thread(void *arg)
 			vmm__io(vmm, vcpu);
 			break;
 		default:
+			vcpu__dump(vcpu);
 			die("vcpu %u: unexpected exit reason %u", vcpu->id,
 			    vcpu->run->exit_reason);
 		}

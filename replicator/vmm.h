@@ -38,6 +38,7 @@ struct vmm {
 	uint64_t last_pages;		/* in the latest checkpoint */
 	struct ck_buf ck;
 	uint64_t *gfns;
+	uint64_t *seen;			/* bitmap for vmm__dedup() */
 	size_t max_gfns;
 	commit_fn commit;
 	void *commit_arg;

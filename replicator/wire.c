@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -34,6 +35,8 @@ static int write_all(int fd, const void *buf, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return WIRE_TIMEOUT;	/* SO_SNDTIMEO */
 		if (n <= 0)
 			return errno == EPIPE || errno == ECONNRESET ?
 			       WIRE_CLOSED : WIRE_ERROR;
@@ -157,6 +160,14 @@ static void wire__nodelay(int fd)
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* A send that cannot progress for ms fails with WIRE_TIMEOUT. */
+void wire__send_timeout(int fd, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
 int wire__accept(int lfd, int timeout_ms)

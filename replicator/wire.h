@@ -23,6 +23,7 @@ enum msg_type {
 	MSG_NAK = 3,		/* secondary: checkpoint seq refused */
 	MSG_HEARTBEAT = 4,	/* primary: still alive */
 	MSG_BYE = 5,		/* primary: the guest finished; no takeover */
+	MSG_DETACH = 6,		/* primary: goes on unprotected; no takeover */
 };
 
 struct msg_hdr {
@@ -58,6 +59,7 @@ int wire__send(int fd, enum msg_type type, uint64_t seq,
 int wire__recv(int fd, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
 	       size_t max_len, int timeout_ms);
 
+void wire__send_timeout(int fd, int ms);
 int wire__listen(const char *addr, int port);
 int wire__accept(int lfd, int timeout_ms);
 int wire__connect(const char *addr, int port, int timeout_ms);

@@ -6,7 +6,7 @@
 pkgs=(
 	"$PACKAGE" build-essential flex bison bc cpio kmod xz-utils
 	libelf-dev libssl-dev ccache python3 python3-docutils git patch diffutils
-	qemu-system-x86 busybox-static
+	qemu-system-x86 busybox-static libnl-3-dev libnl-route-3-dev
 )
 
 missing=()

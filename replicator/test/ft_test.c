@@ -12,6 +12,11 @@
  *   split_brain  the link is cut while both live: no fencing -> refusal,
  *                a fence that kills the primary -> takeover, a fence
  *                that fails -> refusal
+ *   pipelined    the primary in a network namespace, its output through
+ *                a veth with a plug qdisc, acknowledgments delayed: no
+ *                record reaches the observer before the checkpoint that
+ *                covers it is acknowledged; and without the plug (the
+ *                control) records do arrive early, so the check can fail
  *
  * Usage: kemari-ft-test [-s SEED] [-n FAILOVER_ROUNDS] [-f FUZZ_CASES]
  *                       [test...]
@@ -30,6 +35,11 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
+#include <sched.h>
 
 #include "ckpt.h"
 #include "util.h"
@@ -85,6 +95,7 @@ static void fz__build(struct ck_buf *b, uint64_t seq, bool full,
 	};
 	uint64_t gfns[FZ_MEM / PAGE_SIZE];
 	struct ck_blk blk[4];
+	struct out_record out = { 0 };
 	struct vcpu_state s;
 	struct irq_state irq;
 	unsigned int i;
@@ -97,21 +108,35 @@ static void fz__build(struct ck_buf *b, uint64_t seq, bool full,
 	ck__add_vm(b, &vm);
 	ck__add_pages(b, mem, gfns, nr_pages);
 	for (i = 0; i < FZ_VCPUS; i++) {
+		unsigned int m;
+
 		memset(&s, 0, sizeof(s));
 		s.regs.rip = rnd();
 		s.msrs.hdr.nmsrs = NR_SAVED_MSRS;
-		s.pending.write.count = i;
-		s.pending.write.len = 4;
-		s.pending.write.bus = KVM_KEMARI_BUS_PIO;
+		for (m = 0; m < NR_SAVED_MSRS; m++) {
+			s.msrs.entries[m].index = vcpu__saved_msr(m);
+			s.msrs.entries[m].data = rnd();
+		}
+		if (i) {
+			s.pending.write.count = 1;
+			s.pending.write.len = 4;
+			s.pending.write.bus = KVM_KEMARI_BUS_PIO;
+			s.pending.write.addr = ABI_PORT_OUTPUT(i);
+		}
 		ck__add_vcpu(b, i, &s);
 	}
 	memset(&irq, 0x5a, sizeof(irq));
+	for (i = 0; i < 3; i++)
+		irq.chip[i].chip_id = i;
 	ck__add_irq(b, &irq);
 	for (i = 0; i < nr_blk; i++) {
 		blk[i].sector = rnd() % FZ_SECTORS;
 		memset(blk[i].data, rnd(), sizeof(blk[i].data));
 	}
-	ck__add_dev(b, blk, nr_blk);
+	out.magic = ABI_RECORD_MAGIC;
+	out.vcpu = rnd() % FZ_VCPUS;
+	out.seq = seq;
+	ck__add_dev(b, blk, nr_blk, &out, seq % 2, CK_DEV_OUTPUT_HELD);
 	ck__add_end(b);
 }
 
@@ -401,8 +426,93 @@ static int reap(pid_t pid, int secs)
 #define STONITH "kill -9 %d; while kill -0 %d 2>/dev/null && " \
 		"[ \"$(cut -d' ' -f3 /proc/%d/stat)\" != Z ]; do sleep 0.05; done"
 
+/* ----------------------------------------------------------- pipelined */
+
+static int veth_add(const char *name, const char *peer, pid_t pid)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	int r;
+
+	if (!sk || nl_connect(sk, NETLINK_ROUTE))
+		return -1;
+	r = rtnl_link_veth_add(sk, name, peer, pid);
+	if (r)
+		diag("veth %s/%s: %s", name, peer, nl_geterror(r));
+	nl_socket_free(sk);
+	return r;
+}
+
+/*
+ * Start the primary in a network namespace of its own, reachable through
+ * two veth pairs: 10.77.n/24 carries its output to the observer (and has
+ * the plug), 10.78.n/24 the replication link.
+ */
+static pid_t pipelined__primary(const struct run *run, bool plug,
+				const char *events, unsigned int n)
+{
+	char port[16], oport[16], records[16], odev[16], rdev[16], cmd[512];
+	char ohost[32], rhost[32], plugdev[24], blk[80];
+	int ready[2], go[2];
+	pid_t pid;
+	char c = 0;
+
+	snprintf(port, sizeof(port), "%d", run->port);
+	snprintf(oport, sizeof(oport), "%d", run->port + 1);
+	snprintf(records, sizeof(records), "%d", RECORDS);
+	snprintf(odev, sizeof(odev), "kpo%u", n);
+	snprintf(rdev, sizeof(rdev), "kpr%u", n);
+	snprintf(ohost, sizeof(ohost), "10.77.%u.1", n);
+	snprintf(rhost, sizeof(rhost), "10.78.%u.1", n);
+	snprintf(plugdev, sizeof(plugdev), "%sb", odev);	/* its end */
+	snprintf(blk, sizeof(blk), "%s/primary.img", dir);
+	unlink(run->pri_err);
+	if (pipe(ready) || pipe(go))
+		die("pipe: %m");
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = { exe, "primary", "--peer", rhost, "--port", port,
+				 "--block", blk, "--observer", ohost,
+				 "--observer-port", oport, "--records", records,
+				 "--stats", "0", "--pipelined", "--event-log",
+				 (char *)events, plug ? "--plug-dev" : NULL,
+				 plugdev, NULL };
+		int fd = open(run->pri_err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (unshare(CLONE_NEWNET) || write(ready[1], &c, 1) != 1 ||
+		    read(go[0], &c, 1) != 1)
+			_exit(126);
+		snprintf(cmd, sizeof(cmd),
+			 "ip link set lo up && ip addr add 10.77.%u.2/24 dev %sb && ip link set %sb up && ip addr add 10.78.%u.2/24 dev %sb && ip link set %sb up",
+			 n, odev, odev, n, rdev, rdev);
+		if (system(cmd))
+			_exit(125);
+		execv(exe, argv);
+		_exit(127);
+	}
+	if (read(ready[0], &c, 1) != 1)
+		return pid;
+	snprintf(cmd, sizeof(cmd), "%sb", odev);
+	veth_add(odev, cmd, pid);
+	snprintf(cmd, sizeof(cmd), "%sb", rdev);
+	veth_add(rdev, cmd, pid);
+	snprintf(cmd, sizeof(cmd),
+		 "ip addr add %s/24 dev %s && ip link set %s up && ip addr add %s/24 dev %s && ip link set %s up",
+		 ohost, odev, odev, rhost, rdev, rdev);
+	if (system(cmd))
+		diag("setting up %s and %s failed", odev, rdev);
+	if (write(go[1], &c, 1) != 1)
+		die("pipe: %m");
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	return pid;
+}
+
 static void run__start(struct run *run, unsigned int round,
-		       const char *fence_fmt, uint64_t seed)
+		       const char *fence_fmt, uint64_t seed, bool pipelined)
 {
 	char port[16], oport[16], sseed[32], blk[PATH_MAX], sblk[PATH_MAX];
 	char records[16], fence[512], out[PATH_MAX];
@@ -435,7 +545,11 @@ static void run__start(struct run *run, unsigned int round,
 				 "--stats", "0", NULL };
 
 		usleep(100000);
-		run->primary = spawn(run->pri_err, argv);
+		if (pipelined)
+			run->primary = pipelined__primary(run, true, "/dev/null",
+							  round % 100);
+		else
+			run->primary = spawn(run->pri_err, argv);
 	}
 	{
 		char *argv[] = { exe, "secondary", "--port", port,
@@ -459,7 +573,7 @@ static bool run__check_stream(const struct run *run, unsigned int max_dups,
 			      unsigned int *dups_out, char *why, size_t whylen)
 {
 	long long last[MAX_VCPUS];
-	unsigned long long seq, t, tsc[MAX_VCPUS] = { 0 };
+	unsigned long long seq, t, arr, tsc[MAX_VCPUS] = { 0 };
 	unsigned int dups[MAX_VCPUS] = { 0 }, v, conn;
 	bool ok = true;
 	FILE *f = fopen(run->log, "r");
@@ -470,7 +584,8 @@ static bool run__check_stream(const struct run *run, unsigned int max_dups,
 		snprintf(why, whylen, "no observer log");
 		return false;
 	}
-	while (ok && fscanf(f, "%u %llu %u %llu", &v, &seq, &conn, &t) == 4) {
+	while (ok && fscanf(f, "%u %llu %u %llu %llu", &v, &seq, &conn, &t,
+			    &arr) == 5) {
 		if (v >= NR_VCPUS) {
 			snprintf(why, whylen, "record from vcpu %u", v);
 			ok = false;
@@ -543,8 +658,8 @@ static double takeover_ms(const struct run *run)
 	FILE *f = fopen(run->sec_err, "r");
 
 	while (f && fgets(line, sizeof(line), f))
-		if ((p = strstr(line, "pending write(s), ")))
-			ms = atof(p + strlen("pending write(s), "));
+		if ((p = strstr(line, "sent again, ")))
+			ms = atof(p + strlen("sent again, "));
 	if (f)
 		fclose(f);
 	return ms;
@@ -560,18 +675,21 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 	unsigned int round;
 
 	for (round = 0; round < rounds; round++) {
-		unsigned int at = 1 + rnd() % (NR_VCPUS * RECORDS - 2), dups = 0;
+		/* Every fourth round pipelined; kill before the last records. */
+		bool pipelined = round % 4 == 3;
+		unsigned int at = 1 + rnd() % (NR_VCPUS * RECORDS - 10), dups = 0;
 		unsigned int delay_us = rnd() % 20000;
 		char why[256] = "";
 		struct run run;
 		int st_sec;
 		bool ok, took_over;
 
-		run__start(&run, round, STONITH, seed + round);
+		run__start(&run, round, STONITH, seed + round, pipelined);
 		if (run__wait_records(&run, at, 300)) {
 			usleep(delay_us);
 			kill(run.primary, SIGKILL);
 			reap(run.primary, 10);
+			run.primary = 0;
 		}
 		st_sec = reap(run.secondary, 300);
 		if (run.primary)
@@ -579,13 +697,14 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 		run__stop_observer(&run);
 
 		took_over = file_has(run.sec_err, "takeover:");
-		ok = exited(st_sec, 0) &&
-		     file_has(took_over ? run.sec_err : run.pri_err, "verify: ok") &&
+		ok = exited(st_sec, 0) && took_over &&
+		     file_has(run.sec_err, "verify: ok") &&
 		     run__check_stream(&run, 1, &dups, why, sizeof(why));
-		if (ok && !took_over)
-			snprintf(why, sizeof(why), "the primary finished first, no takeover");
-		tap(ok, "failover %u: guest seed %llu, primary killed after %u records + %u us; %u replayed; takeover %.1f ms after the last message%s%s",
-		    round + 1, (unsigned long long)(seed + round), at, delay_us,
+		if (!took_over)
+			snprintf(why, sizeof(why), "no takeover");
+		tap(ok, "failover %u%s: guest seed %llu, primary killed after %u records + %u us; %u replayed; takeover %.1f ms after the last message%s%s",
+		    round + 1, pipelined ? " (pipelined, output in a plug qdisc)" : "",
+		    (unsigned long long)(seed + round), at, delay_us,
 		    dups, takeover_ms(&run), *why ? "; " : "", why);
 		if (!ok)
 			run__dump(&run);
@@ -604,7 +723,7 @@ static void split_brain(const char *name, const char *fence, bool takeover)
 	int st_sec, st_pri;
 	bool ok;
 
-	run__start(&run, 90 + test_nr, fence, rnd());
+	run__start(&run, 90 + test_nr, fence, rnd(), false);
 	if (!run__wait_records(&run, 10, 300)) {
 		tap(false, "split brain, %s: the primary stopped early", name);
 		run__dump(&run);
@@ -641,11 +760,197 @@ static void test_split_brain(void)
 	split_brain("fencing kills the primary", STONITH, true);
 }
 
+#define MAX_CKPT	100000
+
+/* Records that reached the observer before their checkpoint's ack. */
+static bool pipelined__check(const struct run *run, const char *events,
+			     unsigned int *checked, unsigned int *early)
+{
+	static uint64_t ack[MAX_CKPT];
+	static uint32_t covered_by[NR_VCPUS][RECORDS];
+	unsigned long long a, b, t, arr;
+	unsigned int v, k, conn;
+	bool seen[NR_VCPUS][RECORDS] = { { false } };
+	char kind;
+	FILE *f = fopen(events, "r");
+
+	memset(ack, 0, sizeof(ack));
+	memset(covered_by, 0, sizeof(covered_by));
+	while (f && fscanf(f, " %c %llu %llu", &kind, &a, &b) == 3) {
+		if (kind == 'A' && a < MAX_CKPT)
+			ack[a] = b;
+		if (kind == 'C' && fscanf(f, " %u", &k) == 1 && b < NR_VCPUS &&
+		    k < RECORDS && a < MAX_CKPT)
+			covered_by[b][k] = a;
+	}
+	if (f)
+		fclose(f);
+	*checked = *early = 0;
+	f = fopen(run->log, "r");
+	while (f && fscanf(f, "%u %u %u %llu %llu", &v, &k, &conn, &t, &arr) == 5) {
+		if (v >= NR_VCPUS || k >= RECORDS || seen[v][k])
+			continue;
+		seen[v][k] = true;
+		if (!covered_by[v][k] || !ack[covered_by[v][k]])
+			continue;
+		(*checked)++;
+		*early += arr < ack[covered_by[v][k]];
+	}
+	if (f)
+		fclose(f);
+	return true;
+}
+
+static void pipelined(bool plug)
+{
+	char events[PATH_MAX], why[256] = "", out[PATH_MAX];
+	char port[16], oport[16], records[16], sblk[PATH_MAX];
+	unsigned int checked, early, dups = 0, n = 50 + test_nr;
+	struct run run;
+	int st_pri, st_sec;
+	bool ok;
+
+	memset(&run, 0, sizeof(run));
+	run.port = 7800 + n * 2;
+	snprintf(port, sizeof(port), "%d", run.port);
+	snprintf(oport, sizeof(oport), "%d", run.port + 1);
+	snprintf(records, sizeof(records), "%d", RECORDS);
+	snprintf(run.log, sizeof(run.log), "%s/observer.log", dir);
+	snprintf(run.sec_err, sizeof(run.sec_err), "%s/secondary.out", dir);
+	snprintf(run.pri_err, sizeof(run.pri_err), "%s/primary.out", dir);
+	snprintf(events, sizeof(events), "%s/events.log", dir);
+	snprintf(sblk, sizeof(sblk), "%s/secondary.img", dir);
+	snprintf(out, sizeof(out), "%s/observer.out", dir);
+	unlink(run.log);
+	unlink(events);
+	{
+		char *argv[] = { exe, "observer", "--observer-port", oport,
+				 "--log", run.log, "--stats", "0", NULL };
+
+		run.observer = spawn(out, argv);
+	}
+	{
+		char *argv[] = { exe, "secondary", "--port", port, "--block",
+				 sblk, "--records", records, "--stats", "0",
+				 "--ack-delay", "20", NULL };
+
+		run.secondary = spawn(run.sec_err, argv);
+	}
+	usleep(200000);
+	run.primary = pipelined__primary(&run, plug, events, n);
+	st_pri = reap(run.primary, 300);
+	st_sec = reap(run.secondary, 60);
+	run__stop_observer(&run);
+
+	pipelined__check(&run, events, &checked, &early);
+	ok = exited(st_pri, 0) && file_has(run.pri_err, "verify: ok") &&
+	     file_has(run.pri_err, "running protected, pipelined") &&
+	     exited(st_sec, 0) &&
+	     run__check_stream(&run, 0, &dups, why, sizeof(why)) &&
+	     checked == NR_VCPUS * RECORDS && (plug ? !early : early > 0);
+	tap(ok, "pipelined, %s: %u of %u records reached the observer before their checkpoint was acknowledged (%s)%s%s",
+	    plug ? "output held in a plug qdisc" : "control without the plug",
+	    early, checked, plug ? "must be 0" : "must be > 0, or the check is blind",
+	    *why ? "; " : "", why);
+	if (!ok)
+		run__dump(&run);
+}
+
+static void test_pipelined(void)
+{
+	pipelined(true);
+	pipelined(false);
+}
+
+/* ---------------------------------------------------------------- demo */
+
+/* Spawn with the output on our terminal. */
+static pid_t spawn_tty(char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/*
+ * make demo: the observer's counter climbs, the primary is killed, the
+ * secondary takes over, the counter keeps climbing.  Not a test: it
+ * reports what it saw.
+ */
+static int demo(uint64_t seed)
+{
+	char log[PATH_MAX], blk[PATH_MAX], sblk[PATH_MAX], fence[512];
+	char *records = "400";
+	int st;
+	pid_t obs, sec, pri;
+	uint64_t t_kill;
+	double ms;
+
+	snprintf(log, sizeof(log), "%s/observer.log", dir);
+	snprintf(blk, sizeof(blk), "%s/primary.img", dir);
+	snprintf(sblk, sizeof(sblk), "%s/secondary.img", dir);
+	{
+		char *argv[] = { exe, "observer", "--observer-port", "7701",
+				 "--log", log, "--stats", "1", NULL };
+
+		obs = spawn_tty(argv);
+	}
+	usleep(100000);
+	{
+		char sseed[32];
+		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
+				 "--port", "7700", "--block", blk,
+				 "--observer", "127.0.0.1", "--observer-port",
+				 "7701", "--records", records, "--seed", sseed,
+				 "--stats", "1000", NULL };
+
+		snprintf(sseed, sizeof(sseed), "%llu", (unsigned long long)seed);
+		pri = spawn_tty(argv);
+	}
+	snprintf(fence, sizeof(fence), STONITH, pri, pri, pri);
+	{
+		char *argv[] = { exe, "secondary", "--port", "7700", "--block",
+				 sblk, "--observer", "127.0.0.1",
+				 "--observer-port", "7701", "--records", records,
+				 "--stats", "1000", "--fence", fence, NULL };
+
+		sec = spawn_tty(argv);
+	}
+	printf("demo: the primary runs the guest, the secondary follows it; the observer counts records\n");
+	fflush(stdout);
+	{
+		struct run run = { .primary = pri };
+
+		snprintf(run.log, sizeof(run.log), "%s", log);
+		run__wait_records(&run, 300, 600);
+	}
+	printf("demo: *** killing the primary (SIGKILL) after %u records ***\n",
+	       lines(log));
+	fflush(stdout);
+	t_kill = now_ns();
+	kill(pri, SIGKILL);
+	waitpid(pri, NULL, 0);
+	st = reap(sec, 600);
+	ms = (now_ns() - t_kill) / 1e6;
+	usleep(300000);
+	kill(obs, SIGTERM);
+	reap(obs, 5);
+	printf("demo: the observer got %u records in all; the secondary %s (it ran %.0f ms after the kill)\n",
+	       lines(log), exited(st, 0) ? "took over and the guest finished with its checks passing" :
+	       "did not finish cleanly", ms);
+	return exited(st, 0) ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = 0;
 	unsigned int rounds = 20, cases = 200;
 	bool all = true, fuzz = false, failover = false, split = false;
+	bool pipe = false;
 	char *p;
 	int c, i;
 
@@ -665,6 +970,7 @@ int main(int argc, char **argv)
 		fuzz |= !strcmp(argv[i], "fuzz");
 		failover |= !strcmp(argv[i], "failover");
 		split |= !strcmp(argv[i], "split_brain");
+		pipe |= !strcmp(argv[i], "pipelined");
 	}
 	if (!seed)
 		seed = now_ns() ^ getpid();
@@ -683,10 +989,14 @@ int main(int argc, char **argv)
 	       (unsigned long long)seed);
 	if (all || fuzz)
 		test_fuzz(cases);
+	if (argc - optind == 1 && !strcmp(argv[optind], "demo"))
+		return demo(seed);
 	if (all || failover)
 		test_failover(rounds, seed);
 	if (all || split)
 		test_split_brain();
+	if (all || pipe)
+		test_pipelined();
 	printf("1..%u\n", test_nr);
 	return failed ? 1 : 0;
 }
