@@ -46,6 +46,7 @@ demo: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh demo
 bench: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh bench
+	$(S)/plot-bench.sh
 test-kemari: initramfs
 	$(S)/run-tests.sh kemari
 test-regression: initramfs

@@ -49,13 +49,12 @@ static bool eventfd__take(int fd)
 
 static void output__send(struct devices *d, const struct out_record *rec)
 {
+	/* A lost datagram is a lost output: say so, and keep trying. */
 	if (d->observer_fd >= 0 &&
-	    send(d->observer_fd, rec, sizeof(*rec), MSG_NOSIGNAL) != sizeof(*rec)) {
-		warn_msg("observer link lost (%s): output is dropped from now on",
+	    send(d->observer_fd, rec, sizeof(*rec), 0) != sizeof(*rec))
+		warn_msg("output record vcpu %u seq %llu not sent: %s",
+			 rec->vcpu, (unsigned long long)rec->seq,
 			 strerror(errno));
-		close(d->observer_fd);
-		d->observer_fd = -1;
-	}
 	d->records_sent++;
 }
 

@@ -4,7 +4,7 @@
  * rung through an ioeventfd (so that Kemari syncs before the write takes
  * effect), and a serial console.
  *
- * Output records go to an external observer over TCP.  Block writes go to
+ * Output records go to an external observer, one UDP datagram each.  Block writes go to
  * a file and are logged for the next checkpoint.  Both report completion
  * in struct dev_status, a guest page that only the device model writes
  * and that every checkpoint therefore carries.

@@ -68,14 +68,25 @@ static int vm__enable_kemari(struct vm *vm)
 		warn_msg("this kernel has no Kemari (KVM_CAP_KEMARI)");
 		return -EOPNOTSUPP;
 	}
-	ring_cap = KVM_CAP_DIRTY_LOG_RING_ACQ_REL;
-	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, ring_cap) <= 0)
-		ring_cap = KVM_CAP_DIRTY_LOG_RING;
-	r = vm__enable_cap(vm, ring_cap,
-			   vm->cfg.ring_entries * sizeof(struct kvm_dirty_gfn), 0);
+	if (vm->cfg.harvest_bitmap) {
+		/* The comparison variant: a bitmap the VMM clears itself. */
+		r = vm__enable_cap(vm, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+				   KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, 0);
+		vm->bitmap = calloc(vm->cfg.mem_size / PAGE_SIZE / 64 + 1, 8);
+		if (!vm->bitmap)
+			r = -ENOMEM;
+	} else {
+		ring_cap = KVM_CAP_DIRTY_LOG_RING_ACQ_REL;
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, ring_cap) <= 0)
+			ring_cap = KVM_CAP_DIRTY_LOG_RING;
+		r = vm__enable_cap(vm, ring_cap, vm->cfg.ring_entries *
+				   sizeof(struct kvm_dirty_gfn), 0);
+	}
 	if (r || vm->cfg.no_kemari)
 		return r;
-	if (mask & KVM_KEMARI_TSC_LOG)
+	if (vm->cfg.no_tsc_log)
+		;
+	else if (mask & KVM_KEMARI_TSC_LOG)
 		flags |= KVM_KEMARI_TSC_LOG;
 	else
 		warn_msg("this kernel has no KVM_KEMARI_TSC_LOG: the TSC is restored from IA32_TSC alone");
@@ -100,9 +111,13 @@ static int vcpu__create(struct vm *vm, unsigned int id,
 			 MAP_SHARED, vcpu->fd, 0);
 	if (vcpu->run == MAP_FAILED)
 		return -errno;
-	vcpu->ring = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			  vcpu->fd, KVM_DIRTY_LOG_PAGE_OFFSET * PAGE_SIZE);
-	if (vcpu->ring == MAP_FAILED) {
+	if (vm->cfg.harvest_bitmap)
+		ring_size = 0;
+	else
+		vcpu->ring = mmap(NULL, ring_size, PROT_READ | PROT_WRITE,
+				  MAP_SHARED, vcpu->fd,
+				  KVM_DIRTY_LOG_PAGE_OFFSET * PAGE_SIZE);
+	if (ring_size && vcpu->ring == MAP_FAILED) {
 		warn_msg("mmap dirty ring: %s", strerror(errno));
 		return -errno;
 	}
@@ -420,11 +435,43 @@ int vm__restore_tsc(struct vm *vm, const struct vcpu_state *s)
  * checkpoint's pages from its fetch index on.  Read each entry's flags
  * with load-acquire, hand the entry back with store-release, then reset.
  */
+/* The bitmap variant: O(guest size) whatever the dirty count. */
+static long vm__harvest_bitmap(struct vm *vm, uint64_t *gfns, size_t max)
+{
+	uint64_t pages = vm->cfg.mem_size / PAGE_SIZE, w, g;
+	struct kvm_dirty_log log = { .slot = 0, .dirty_bitmap = vm->bitmap };
+	struct kvm_clear_dirty_log clear = {
+		.slot = 0, .num_pages = pages, .dirty_bitmap = vm->bitmap,
+	};
+	size_t n = 0;
+	int r;
+
+	r = IOCTL(vm->fd, KVM_GET_DIRTY_LOG, &log);
+	if (r)
+		return r;
+	for (w = 0; w < (pages + 63) / 64; w++) {
+		uint64_t bits = vm->bitmap[w];
+
+		while (bits) {
+			g = w * 64 + __builtin_ctzll(bits);
+			bits &= bits - 1;
+			if (n == max)
+				return -E2BIG;
+			gfns[n++] = g;
+		}
+	}
+	r = IOCTL(vm->fd, KVM_CLEAR_DIRTY_LOG, &clear);
+	return r ? r : (long)n;
+}
+
 long vm__harvest(struct vm *vm, uint64_t *gfns, size_t max)
 {
 	uint32_t entries = vm->cfg.ring_entries;
 	size_t n = 0;
 	unsigned int i;
+
+	if (vm->cfg.harvest_bitmap)
+		return vm__harvest_bitmap(vm, gfns, max);
 
 	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
 		struct vcpu *vcpu = &vm->vcpu[i];

@@ -61,6 +61,8 @@ struct vm_config {
 	uint32_t dirty_quota;		/* 0: none */
 	uint32_t tsc_khz;		/* 0: the host's */
 	bool no_kemari;			/* bring-up on a kernel without it */
+	bool harvest_bitmap;		/* KVM_GET/CLEAR_DIRTY_LOG, no ring */
+	bool no_tsc_log;		/* leave KVM_KEMARI_TSC_LOG off */
 };
 
 struct vm {
@@ -70,6 +72,7 @@ struct vm {
 	uint8_t *mem;
 	int run_size;
 	bool kemari;
+	uint64_t *bitmap;		/* harvest_bitmap */
 	struct vcpu vcpu[MAX_VCPUS];
 };
 

@@ -46,6 +46,9 @@ static void usage(void)
 		"  --grace MS           primary: stay stopped this long after losing the\n"
 		"                       secondary, to be fenced (default 3 x --timeout)\n"
 		"  --fence-timeout MS   secondary: limit for --fence (default 30000)\n"
+		"  --block-every N      a block write every N records (default 1, 0: none)\n"
+		"  --harvest ring|bitmap  dirty tracking (default ring; bitmap to compare)\n"
+		"  --no-tsc-log         leave KVM_KEMARI_TSC_LOG off\n"
 		"  --no-kemari          bring-up on a kernel without Kemari: no sync points\n");
 	exit(1);
 }
@@ -75,13 +78,15 @@ int main(int argc, char **argv)
 		{ "no-kemari", 0, 0, 'K' }, { "pipelined", 0, 0, 'L' },
 		{ "plug-dev", 1, 0, 'D' }, { "event-log", 1, 0, 'E' },
 		{ "ack-delay", 1, 0, 'A' }, { "grace", 1, 0, 'g' },
-		{ "fence-timeout", 1, 0, 'F' }, { 0 }
+		{ "fence-timeout", 1, 0, 'F' }, { "block-every", 1, 0, 'B' },
+		{ "harvest", 1, 0, 'H' }, { "no-tsc-log", 0, 0, 'T' }, { 0 }
 	};
 	struct options o = {
 		.vm = { .mem_size = 16 << 20, .nr_vcpus = 2,
 			.ring_entries = 4096 },
 		.guest = { .magic = ABI_CONFIG_MAGIC, .records = 100,
-			   .pages_per_record = 8, .data_pages = 256, .seed = 1 },
+			   .pages_per_record = 8, .data_pages = 256, .seed = 1,
+			   .block_every = 1 },
 		.port = 7400,
 		.observer_port = 7401,
 		.block = "kemari-block.img",
@@ -126,6 +131,13 @@ int main(int argc, char **argv)
 		case 'A': o.ack_delay_ms = num(optarg); break;
 		case 'g': o.grace_ms = num(optarg); break;
 		case 'F': o.fence_timeout_ms = num(optarg); break;
+		case 'B': o.guest.block_every = num(optarg); break;
+		case 'T': o.vm.no_tsc_log = true; break;
+		case 'H':
+			if (strcmp(optarg, "ring") && strcmp(optarg, "bitmap"))
+				die("--harvest is ring or bitmap");
+			o.vm.harvest_bitmap = !strcmp(optarg, "bitmap");
+			break;
 		default: usage();
 		}
 	}
@@ -139,6 +151,8 @@ int main(int argc, char **argv)
 		die("--heartbeat must be above 0 and below --timeout");
 	if (o.vm.ring_entries < 64 || o.vm.ring_entries & (o.vm.ring_entries - 1))
 		die("--ring must be a power of two, at least 64");
+	if (o.vm.harvest_bitmap && o.vm.dirty_quota)
+		die("the dirty quota needs the dirty ring");
 	if (o.grace_ms < 0)
 		o.grace_ms = 3 * o.timeout_ms;
 	o.guest.nr_vcpus = o.vm.nr_vcpus;

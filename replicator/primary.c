@@ -307,6 +307,7 @@ int primary__main(const struct options *o)
 {
 	static struct vmm vmm;
 	pthread_t heartbeat, reader;
+	uint64_t t_run;
 	int r, obs, blk;
 
 	prog_role = "primary";
@@ -326,7 +327,7 @@ int primary__main(const struct options *o)
 		r = vm__start_vcpus(&vmm.vm);
 	if (r)
 		die("cannot set up the guest: %s", strerror(-r));
-	obs = o->observer ? wire__connect(o->observer, o->observer_port, 5000) : -1;
+	obs = o->observer ? wire__udp_connect(o->observer, o->observer_port) : -1;
 	if (o->observer && obs < 0)
 		die("cannot reach the observer at %s:%d: %s", o->observer,
 		    o->observer_port, strerror(-obs));
@@ -360,7 +361,9 @@ int primary__main(const struct options *o)
 		}
 	}
 
+	t_run = now_ns();
 	vmm__run(&vmm);
+	info_msg("the guest ran %.3f s", (now_ns() - t_run) / 1e9);
 
 	/* The guest is done: a last checkpoint, then stand the secondary down. */
 	r = vmm__checkpoint(&vmm, false);

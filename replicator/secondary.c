@@ -92,7 +92,7 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 	if (r)
 		die("cannot restore checkpoint %llu: %s",
 		    (unsigned long long)rep->seq, strerror(-r));
-	obs = o->observer ? wire__connect(o->observer, o->observer_port, 5000) : -1;
+	obs = o->observer ? wire__udp_connect(o->observer, o->observer_port) : -1;
 	if (o->observer && obs < 0)
 		warn_msg("cannot reach the observer: output is dropped");
 	r = devices__init(&vmm.dev, &vmm.vm, obs, rep->blk_fd);

@@ -71,7 +71,15 @@ void stats__summary(struct stats *s)
 {
 	double secs = (now_ns() - s->start_ns) / 1e9;
 
+	char q[21 * 12] = "";
+	unsigned int i;
+
 	info_msg("%llu checkpoints in %.2f s", (unsigned long long)s->ckpts, secs);
 	stats__line("overall:", secs, s->ckpts, s->pages, s->bytes,
 		    s->all_pause, s->nr_all);
+	/* The pause distribution, for plots: every 5th percentile, in ms. */
+	for (i = 0; i <= 100; i += 5)
+		snprintf(q + strlen(q), sizeof(q) - strlen(q), " %.3f",
+			 stats__percentile(s->all_pause, s->nr_all, i) / 1e6);
+	info_msg("pause quantiles (ms, 0 to 100 by 5):%s", q);
 }

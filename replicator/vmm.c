@@ -43,15 +43,19 @@ static bool page_is_zero(const uint8_t *p)
  */
 static long vmm__nonzero_pages(struct vmm *vmm)
 {
-	uint64_t gfn, pages = vmm->vm.cfg.mem_size / PAGE_SIZE, e;
+	uint64_t gfn, pages = vmm->vm.cfg.mem_size / PAGE_SIZE, e[512];
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uintptr_t base = (uintptr_t)vmm->vm.mem / PAGE_SIZE;
 	long n = 0;
 
 	for (gfn = 0; gfn < pages; gfn++) {
 		uint8_t *p = vmm->vm.mem + gfn * PAGE_SIZE;
+		unsigned int k = gfn % 512;
 
-		if (fd >= 0 && pread(fd, &e, 8, (uintptr_t)p / PAGE_SIZE * 8) == 8 &&
-		    !(e & (3ULL << 62)))
+		/* pagemap: bit 63 present, bit 62 swapped */
+		if (!k && (fd < 0 || pread(fd, e, sizeof(e), (base + gfn) * 8) <= 0))
+			memset(e, 0xff, sizeof(e));
+		if (!(e[k] & (3ULL << 62)))
 			continue;
 		if (!page_is_zero(p))
 			vmm->gfns[n++] = gfn;

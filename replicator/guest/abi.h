@@ -57,7 +57,7 @@ struct guest_config {
 	uint32_t records;		/* output records per vCPU, then done */
 	uint32_t pages_per_record;	/* data pages rewritten per record */
 	uint32_t data_pages;		/* data pages per vCPU */
-	uint32_t pad;
+	uint32_t block_every;		/* a block write every N records; 0: none */
 	uint64_t seed;
 };
 

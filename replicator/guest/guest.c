@@ -157,7 +157,8 @@ void guest_main(uint32_t id)
 			tsc_check(st);
 		}
 		emit_record(id, st);
-		write_sector(id, st);
+		if (cfg->block_every && st->seq % cfg->block_every == 0)
+			write_sector(id, st);
 		st->seq++;
 	}
 

@@ -651,15 +651,24 @@ static void run__dump(const struct run *run)
 	dump(run->pri_err);
 }
 
-static double takeover_ms(const struct run *run)
+/* The secondary's takeover line: checkpoint, pending writes, time. */
+static double takeover_ms(const struct run *run, char *what, size_t len)
 {
 	char line[1024], *p;
 	double ms = -1;
 	FILE *f = fopen(run->sec_err, "r");
 
-	while (f && fgets(line, sizeof(line), f))
-		if ((p = strstr(line, "sent again, ")))
+	snprintf(what, len, "no takeover");
+	while (f && fgets(line, sizeof(line), f)) {
+		p = strstr(line, "takeover: resuming ");
+		if (!p)
+			continue;
+		p += strlen("takeover: resuming ");
+		snprintf(what, len, "%.*s", (int)strcspn(p, ","), p);
+		p = strstr(p, "sent again, ");
+		if (p)
 			ms = atof(p + strlen("sent again, "));
+	}
 	if (f)
 		fclose(f);
 	return ms;
@@ -679,10 +688,11 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 		bool pipelined = round % 4 == 3;
 		unsigned int at = 1 + rnd() % (NR_VCPUS * RECORDS - 10), dups = 0;
 		unsigned int delay_us = rnd() % 20000;
-		char why[256] = "";
+		char why[256] = "", what[160];
 		struct run run;
 		int st_sec;
 		bool ok, took_over;
+		double ms;
 
 		run__start(&run, round, STONITH, seed + round, pipelined);
 		if (run__wait_records(&run, at, 300)) {
@@ -702,10 +712,11 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 		     run__check_stream(&run, 1, &dups, why, sizeof(why));
 		if (!took_over)
 			snprintf(why, sizeof(why), "no takeover");
-		tap(ok, "failover %u%s: guest seed %llu, primary killed after %u records + %u us; %u replayed; takeover %.1f ms after the last message%s%s",
+		ms = takeover_ms(&run, what, sizeof(what));
+		tap(ok, "failover %u%s: guest seed %llu, primary killed after %u records + %u us; %s, %.1f ms after the primary's last message; %u replayed%s%s",
 		    round + 1, pipelined ? " (pipelined, output in a plug qdisc)" : "",
-		    (unsigned long long)(seed + round), at, delay_us,
-		    dups, takeover_ms(&run), *why ? "; " : "", why);
+		    (unsigned long long)(seed + round), at, delay_us, what, ms,
+		    dups, *why ? "; " : "", why);
 		if (!ok)
 			run__dump(&run);
 	}

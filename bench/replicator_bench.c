@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kemari-replicator-bench: the reference replicator's checkpoints, with
+ * the dirty ring and with a bitmap-harvesting variant of the same
+ * replicator, at 10, 100 and 1000 dirty pages per checkpoint; and the
+ * guest's slowdown on a compute-and-memory loop with no I/O, Kemari on
+ * against off.  Every figure is a ratio of variants run in the same boot,
+ * so it means something under TCG and on real hardware alike.
+ *
+ * It starts kemari-replicator (from its own directory) as a secondary and
+ * a primary on loopback and reads the primary's summary lines.  Lines
+ * starting with "CSV," are for scripts/plot-bench.sh.
+ *
+ * Usage: kemari-replicator-bench [-m guest MiB (4096)] [-q (quick)]
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static char exe[PATH_MAX];
+
+struct result {
+	double ckpt_per_s, pages, p50, p99, ran_s;
+	double q[21];
+	int ok;
+};
+
+/* Run argv with stdout and stderr into a pipe; parse the primary's lines. */
+static void run_collect(char *const argv[], struct result *res)
+{
+	char line[1024], *p;
+	int fd[2], status, i;
+	FILE *f;
+	pid_t pid;
+
+	if (pipe(fd))
+		die("pipe");
+	pid = fork();
+	if (pid == 0) {
+		dup2(fd[1], 1);
+		dup2(fd[1], 2);
+		close(fd[0]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(fd[1]);
+	f = fdopen(fd[0], "r");
+	while (fgets(line, sizeof(line), f)) {
+		if ((p = strstr(line, "overall:")))
+			sscanf(p, "overall: %lf ckpt/s | %lf pages/ckpt | pause p50 %lf ms p99 %lf ms",
+			       &res->ckpt_per_s, &res->pages, &res->p50, &res->p99);
+		if ((p = strstr(line, "pause quantiles (ms, 0 to 100 by 5):"))) {
+			p += strlen("pause quantiles (ms, 0 to 100 by 5):");
+			for (i = 0; i < 21; i++)
+				res->q[i] = strtod(p, &p);
+		}
+		if ((p = strstr(line, "the guest ran ")))
+			res->ran_s = atof(p + strlen("the guest ran "));
+		if (strstr(line, "verify: ok"))
+			res->ok = 1;
+		if (strstr(line, "error") || strstr(line, "fatal"))
+			fputs(line, stdout);
+	}
+	fclose(f);
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		res->ok = 0;
+}
+
+static pid_t spawn_quiet(char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* One protected run: secondary and primary on loopback. */
+static void checkpoint_run(unsigned int mib, unsigned int pages,
+			   const char *harvest, unsigned int records,
+			   struct result *res)
+{
+	char smem[16], spages[16], sdata[16], srec[16];
+	static int port = 7900;
+	char sport[16];
+	pid_t sec;
+	int status;
+
+	port += 2;
+	snprintf(sport, sizeof(sport), "%d", port);
+	snprintf(smem, sizeof(smem), "%u", mib);
+	snprintf(spages, sizeof(spages), "%u", pages);
+	snprintf(sdata, sizeof(sdata), "%u", pages * 4 > 256 ? pages * 4 : 256);
+	snprintf(srec, sizeof(srec), "%u", records);
+	{
+		char *argv[] = { exe, "secondary", "--port", sport, "--block",
+				 "/tmp/bench-sec.img", "--mem", smem,
+				 "--stats", "0", NULL };
+
+		sec = spawn_quiet(argv);
+	}
+	{
+		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
+				 "--port", sport, "--block", "/tmp/bench-pri.img",
+				 "--mem", smem, "--pages", spages,
+				 "--data-pages", sdata, "--records", srec,
+				 "--block-every", "0", "--harvest",
+				 (char *)harvest, "--stats", "0", NULL };
+
+		memset(res, 0, sizeof(*res));
+		run_collect(argv, res);
+	}
+	waitpid(sec, &status, 0);
+}
+
+/*
+ * Unprotected, no I/O: one record after a long compute-and-memory loop.
+ * variant: an option of kemari-replicator, or NULL for Kemari as is.
+ */
+static void slowdown_run(const char *variant, unsigned int pages,
+			 struct result *res)
+{
+	char spages[16];
+	char *argv[] = { exe, "primary", "--block", "/tmp/bench-pri.img",
+			 "--records", "1", "--pages", spages, "--data-pages",
+			 "2048", "--block-every", "0", "--stats", "0",
+			 (char *)variant, NULL };
+
+	snprintf(spages, sizeof(spages), "%u", pages);
+	memset(res, 0, sizeof(*res));
+	run_collect(argv, res);
+}
+
+int main(int argc, char **argv)
+{
+	static const unsigned int dirty[] = { 10, 100, 1000 };
+	unsigned int mib = 4096, quick = 0, i, k;
+	struct result ring, bitmap, r[3];
+	char *p;
+	int c;
+
+	while ((c = getopt(argc, argv, "m:q")) != -1) {
+		if (c == 'm')
+			mib = atoi(optarg);
+		else
+			quick = 1;
+	}
+	if (readlink("/proc/self/exe", exe, sizeof(exe) - 1) < 0)
+		die("readlink");
+	p = strrchr(exe, '/');
+	strcpy(p + 1, "kemari-replicator");
+
+	printf("kemari-replicator-bench: 2 vCPUs, %u MiB guest, synchronous commit over loopback\n",
+	       mib);
+	printf("%6s %8s %8s %8s %10s %10s %12s\n", "dirty", "harvest", "ckpt/s",
+	       "pg/ckpt", "pause p50", "pause p99", "bitmap/ring");
+	for (i = 0; i < 3; i++) {
+		unsigned int records = quick ? 5 : (dirty[i] >= 1000 ? 20 : 40);
+
+		checkpoint_run(mib, dirty[i], "ring", records, &ring);
+		checkpoint_run(mib, dirty[i], "bitmap", records, &bitmap);
+		if (!ring.ok || !bitmap.ok)
+			printf("  (a run failed: ring %d bitmap %d)\n", ring.ok,
+			       bitmap.ok);
+		printf("%6u %8s %8.1f %8.1f %8.3f ms %8.3f ms\n", dirty[i], "ring",
+		       ring.ckpt_per_s, ring.pages, ring.p50, ring.p99);
+		printf("%6u %8s %8.1f %8.1f %8.3f ms %8.3f ms %12.2f\n", dirty[i],
+		       "bitmap", bitmap.ckpt_per_s, bitmap.pages, bitmap.p50,
+		       bitmap.p99, ring.p50 > 0 ? bitmap.p50 / ring.p50 : 0);
+		printf("CSV,checkpoint,%u,ring,%.1f,%.1f,%.3f,%.3f\n", dirty[i],
+		       ring.ckpt_per_s, ring.pages, ring.p50, ring.p99);
+		printf("CSV,checkpoint,%u,bitmap,%.1f,%.1f,%.3f,%.3f\n", dirty[i],
+		       bitmap.ckpt_per_s, bitmap.pages, bitmap.p50, bitmap.p99);
+		for (k = 0; k < 21; k++)
+			printf("CSV,pause,%u,%u,%.3f,%.3f\n", dirty[i], k * 5,
+			       ring.q[k], bitmap.q[k]);
+	}
+	printf("(pause: the guest is stopped from the sync exit to KVM_KEMARI_RESUME; bitmap/ring: ratio of p50 pauses)\n");
+
+	slowdown_run("--no-kemari", quick ? 500 : 5000, &r[0]);
+	slowdown_run("--no-tsc-log", quick ? 500 : 5000, &r[1]);
+	slowdown_run(NULL, quick ? 500 : 5000, &r[2]);	/* Kemari, TSC log */
+	printf("slowdown, compute-and-memory loop without I/O (%u page rewrites per vCPU):\n",
+	       quick ? 500 : 5000);
+	printf("  Kemari off %.3f s, Kemari on without TSC log %.3f s (%.3f x), with TSC log %.3f s (%.3f x)\n",
+	       r[0].ran_s, r[1].ran_s, r[0].ran_s > 0 ? r[1].ran_s / r[0].ran_s : 0,
+	       r[2].ran_s, r[0].ran_s > 0 ? r[2].ran_s / r[0].ran_s : 0);
+	printf("CSV,slowdown,off,%.3f\nCSV,slowdown,on,%.3f\nCSV,slowdown,on_tsc_log,%.3f\n",
+	       r[0].ran_s, r[1].ran_s, r[2].ran_s);
+	return 0;
+}
