@@ -53,15 +53,18 @@ static void run_collect(char *const argv[], struct result *res)
 	close(fd[1]);
 	f = fdopen(fd[0], "r");
 	while (fgets(line, sizeof(line), f)) {
-		if ((p = strstr(line, "overall:")))
+		p = strstr(line, "overall:");
+		if (p)
 			sscanf(p, "overall: %lf ckpt/s | %lf pages/ckpt | pause p50 %lf ms p99 %lf ms",
 			       &res->ckpt_per_s, &res->pages, &res->p50, &res->p99);
-		if ((p = strstr(line, "pause quantiles (ms, 0 to 100 by 5):"))) {
+		p = strstr(line, "pause quantiles (ms, 0 to 100 by 5):");
+		if (p) {
 			p += strlen("pause quantiles (ms, 0 to 100 by 5):");
 			for (i = 0; i < 21; i++)
 				res->q[i] = strtod(p, &p);
 		}
-		if ((p = strstr(line, "the guest ran ")))
+		p = strstr(line, "the guest ran ");
+		if (p)
 			res->ran_s = atof(p + strlen("the guest ran "));
 		if (strstr(line, "verify: ok"))
 			res->ok = 1;
@@ -162,7 +165,7 @@ int main(int argc, char **argv)
 	if (readlink("/proc/self/exe", exe, sizeof(exe) - 1) < 0)
 		die("readlink");
 	p = strrchr(exe, '/');
-	strcpy(p + 1, "kemari-replicator");
+	snprintf(p + 1, sizeof(exe) - (p + 1 - exe), "kemari-replicator");
 
 	printf("kemari-replicator-bench: 2 vCPUs, %u MiB guest, synchronous commit over loopback\n",
 	       mib);

@@ -127,11 +127,11 @@ struct ck_parsed {
 	const struct out_record *out;
 };
 
-#define REFUSE(msg)			\
-	do {				\
-		*why = (msg);		\
-		return -EBADMSG;	\
-	} while (0)
+static int refuse(const char **why, const char *msg)
+{
+	*why = msg;
+	return -EBADMSG;
+}
 
 static int ck__check_vcpu(const struct replica *r, const struct ck_vcpu *v,
 			  unsigned int expect, const char **why)
@@ -141,24 +141,24 @@ static int ck__check_vcpu(const struct replica *r, const struct ck_vcpu *v,
 	unsigned int i;
 
 	if (v->id != expect || v->pad)
-		REFUSE("vCPU sections out of order");
+		return refuse(why, "vCPU sections out of order");
 	if (v->state.msrs.hdr.nmsrs != NR_SAVED_MSRS)
-		REFUSE("vCPU MSR count is wrong");
+		return refuse(why, "vCPU MSR count is wrong");
 	for (i = 0; i < NR_SAVED_MSRS; i++)
 		if (v->state.msrs.entries[i].index != vcpu__saved_msr(i))
-			REFUSE("vCPU MSR list is wrong");
+			return refuse(why, "vCPU MSR list is wrong");
 	if (p->write.flags || (!p->write.count &&
 			       (p->write.bus || p->write.len || p->write.addr)))
-		REFUSE("pending write is malformed");
+		return refuse(why, "pending write is malformed");
 	if (p->write.count && p->write.bus == KVM_KEMARI_BUS_PIO &&
 	    (p->write.len != 1 && p->write.len != 2 && p->write.len != 4))
-		REFUSE("pending PIO write has a bad size");
+		return refuse(why, "pending PIO write has a bad size");
 	if (p->write.count && p->write.bus == KVM_KEMARI_BUS_MMIO &&
 	    (p->write.count != 1 || !p->write.len))
-		REFUSE("pending MMIO write is malformed");
+		return refuse(why, "pending MMIO write is malformed");
 	if (p->write.count && (p->write.bus > KVM_KEMARI_BUS_PIO ||
 	    (uint64_t)p->write.count * p->write.len > KVM_KEMARI_MAX_DATA))
-		REFUSE("pending write is malformed");
+		return refuse(why, "pending write is malformed");
 	(void)r;
 	return 0;
 }
@@ -171,7 +171,7 @@ static int ck__check_pages(const struct replica *r, const uint8_t *p,
 	for (i = 0; i < n; i++, p += 8 + PAGE_SIZE) {
 		memcpy(&gfn, p, 8);
 		if (gfn >= r->mem_size / PAGE_SIZE)
-			REFUSE("page beyond guest memory");
+			return refuse(why, "page beyond guest memory");
 	}
 	return 0;
 }
@@ -188,38 +188,38 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 		const uint8_t *body;
 
 		if (len - off < sizeof(s))
-			REFUSE("truncated: no end section");
+			return refuse(why, "truncated: no end section");
 		memcpy(&s, buf + off, sizeof(s));
 		off += sizeof(s);
 		if (s.pad || s.len > len - off || ALIGN8(s.len) > len - off)
-			REFUSE("section longer than the checkpoint");
+			return refuse(why, "section longer than the checkpoint");
 		body = buf + off;
 		off += ALIGN8(s.len);
 
 		if (s.type != next)
-			REFUSE("section missing or out of order");
+			return refuse(why, "section missing or out of order");
 
 		switch (s.type) {
 		case CK_VM:
 			if (s.len != sizeof(*ck->vm))
-				REFUSE("VM section has the wrong size");
+				return refuse(why, "VM section has the wrong size");
 			ck->vm = (const void *)body;
 			if (ck->vm->mem_size != r->mem_size ||
 			    ck->vm->nr_vcpus != r->nr_vcpus)
-				REFUSE("VM shape differs from the replica's");
+				return refuse(why, "VM shape differs from the replica's");
 			if (!r->valid && !ck->vm->full)
-				REFUSE("first checkpoint is not a full one");
+				return refuse(why, "first checkpoint is not a full one");
 			if (r->valid && ck->vm->seq <= r->seq)
-				REFUSE("checkpoint sequence went back");
+				return refuse(why, "checkpoint sequence went back");
 			next = CK_PAGES;
 			break;
 		case CK_PAGES:
 			if (s.len < 8)
-				REFUSE("page section too short");
+				return refuse(why, "page section too short");
 			memcpy(&ck->nr_pages, body, 8);
 			if (ck->nr_pages > r->mem_size / PAGE_SIZE ||
 			    s.len != 8 + ck->nr_pages * (8 + PAGE_SIZE))
-				REFUSE("page count does not match the section");
+				return refuse(why, "page count does not match the section");
 			ck->pages = body + 8;
 			if (ck__check_pages(r, ck->pages, ck->nr_pages, why))
 				return -EBADMSG;
@@ -227,7 +227,7 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			break;
 		case CK_VCPU:
 			if (s.len != sizeof(struct ck_vcpu))
-				REFUSE("vCPU section has the wrong size");
+				return refuse(why, "vCPU section has the wrong size");
 			ck->vcpu[vcpus] = (const void *)body;
 			if (ck__check_vcpu(r, ck->vcpu[vcpus], vcpus, why))
 				return -EBADMSG;
@@ -236,19 +236,19 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			break;
 		case CK_IRQ:
 			if (s.len != sizeof(*ck->irq))
-				REFUSE("irqchip section has the wrong size");
+				return refuse(why, "irqchip section has the wrong size");
 			ck->irq = (const void *)body;
 			if (ck->irq->chip[0].chip_id != 0 ||
 			    ck->irq->chip[1].chip_id != 1 ||
 			    ck->irq->chip[2].chip_id != 2)
-				REFUSE("irqchip section is malformed");
+				return refuse(why, "irqchip section is malformed");
 			next = CK_DEV;
 			break;
 		case CK_DEV: {
 			uint32_t i;
 
 			if (s.len < sizeof(*ck->dev))
-				REFUSE("device section too short");
+				return refuse(why, "device section too short");
 			ck->dev = (const void *)body;
 			if (ck->dev->pad || ck->dev->flags & ~CK_DEV_OUTPUT_HELD ||
 			    ck->dev->nr_blk > CK_MAX_BLK ||
@@ -256,22 +256,22 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			    s.len != sizeof(*ck->dev) +
 				     ck->dev->nr_blk * sizeof(struct ck_blk) +
 				     ck->dev->nr_out * sizeof(struct out_record))
-				REFUSE("device log counts do not match");
+				return refuse(why, "device log counts do not match");
 			ck->blk = (const void *)(body + sizeof(*ck->dev));
 			ck->out = (const void *)(ck->blk + ck->dev->nr_blk);
 			for (i = 0; i < ck->dev->nr_blk; i++)
 				if (ck->blk[i].sector >= r->blk_sectors)
-					REFUSE("block write beyond the device");
+					return refuse(why, "block write beyond the device");
 			for (i = 0; i < ck->dev->nr_out; i++)
 				if (ck->out[i].magic != ABI_RECORD_MAGIC ||
 				    ck->out[i].vcpu >= r->nr_vcpus)
-					REFUSE("output record is malformed");
+					return refuse(why, "output record is malformed");
 			next = CK_END;
 			break;
 		}
 		case CK_END:
 			if (s.len || off != len)
-				REFUSE("bytes after the end section");
+				return refuse(why, "bytes after the end section");
 			return 0;
 		}
 	}

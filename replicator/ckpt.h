@@ -62,8 +62,10 @@ struct ck_blk {
 	uint8_t data[ABI_SECTOR_SIZE];
 };
 
-/* ck_dev.flags: the output records are held until this is acknowledged,
- * so a secondary that takes over from it sends them again. */
+/*
+ * ck_dev.flags: the output records are held until this checkpoint is
+ * acknowledged, so a secondary that takes over from it sends them again.
+ */
 #define CK_DEV_OUTPUT_HELD	(1U << 0)
 
 struct ck_dev {

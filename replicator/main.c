@@ -106,39 +106,94 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'p': o.peer = optarg; break;
-		case 'P': o.port = num(optarg); break;
-		case 'o': o.observer = optarg; break;
-		case 'O': o.observer_port = num(optarg); break;
-		case 'b': o.block = optarg; break;
-		case 'l': o.log = optarg; break;
-		case 'f': o.fence = optarg; break;
-		case 't': o.timeout_ms = num(optarg); break;
-		case 'h': o.heartbeat_ms = num(optarg); break;
-		case 'v': o.vm.nr_vcpus = num(optarg); break;
-		case 'm': o.vm.mem_size = num(optarg) << 20; break;
-		case 'r': o.guest.records = num(optarg); break;
-		case 'n': o.guest.pages_per_record = num(optarg); break;
-		case 'd': o.guest.data_pages = num(optarg); break;
-		case 's': o.guest.seed = num(optarg); break;
-		case 'R': o.vm.ring_entries = num(optarg); break;
-		case 'q': o.vm.dirty_quota = num(optarg); break;
-		case 'S': o.stats_ms = num(optarg); break;
-		case 'K': o.vm.no_kemari = true; break;
-		case 'L': o.pipelined = true; break;
-		case 'D': o.plug_dev = optarg; break;
-		case 'E': o.event_log = optarg; break;
-		case 'A': o.ack_delay_ms = num(optarg); break;
-		case 'g': o.grace_ms = num(optarg); break;
-		case 'F': o.fence_timeout_ms = num(optarg); break;
-		case 'B': o.guest.block_every = num(optarg); break;
-		case 'T': o.vm.no_tsc_log = true; break;
+		case 'p':
+			o.peer = optarg;
+			break;
+		case 'P':
+			o.port = num(optarg);
+			break;
+		case 'o':
+			o.observer = optarg;
+			break;
+		case 'O':
+			o.observer_port = num(optarg);
+			break;
+		case 'b':
+			o.block = optarg;
+			break;
+		case 'l':
+			o.log = optarg;
+			break;
+		case 'f':
+			o.fence = optarg;
+			break;
+		case 't':
+			o.timeout_ms = num(optarg);
+			break;
+		case 'h':
+			o.heartbeat_ms = num(optarg);
+			break;
+		case 'v':
+			o.vm.nr_vcpus = num(optarg);
+			break;
+		case 'm':
+			o.vm.mem_size = num(optarg) << 20;
+			break;
+		case 'r':
+			o.guest.records = num(optarg);
+			break;
+		case 'n':
+			o.guest.pages_per_record = num(optarg);
+			break;
+		case 'd':
+			o.guest.data_pages = num(optarg);
+			break;
+		case 's':
+			o.guest.seed = num(optarg);
+			break;
+		case 'R':
+			o.vm.ring_entries = num(optarg);
+			break;
+		case 'q':
+			o.vm.dirty_quota = num(optarg);
+			break;
+		case 'S':
+			o.stats_ms = num(optarg);
+			break;
+		case 'K':
+			o.vm.no_kemari = true;
+			break;
+		case 'L':
+			o.pipelined = true;
+			break;
+		case 'D':
+			o.plug_dev = optarg;
+			break;
+		case 'E':
+			o.event_log = optarg;
+			break;
+		case 'A':
+			o.ack_delay_ms = num(optarg);
+			break;
+		case 'g':
+			o.grace_ms = num(optarg);
+			break;
+		case 'F':
+			o.fence_timeout_ms = num(optarg);
+			break;
+		case 'B':
+			o.guest.block_every = num(optarg);
+			break;
+		case 'T':
+			o.vm.no_tsc_log = true;
+			break;
 		case 'H':
 			if (strcmp(optarg, "ring") && strcmp(optarg, "bitmap"))
 				die("--harvest is ring or bitmap");
 			o.vm.harvest_bitmap = !strcmp(optarg, "bitmap");
 			break;
-		default: usage();
+		default:
+			usage();
 		}
 	}
 	if (optind != argc)

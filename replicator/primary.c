@@ -52,13 +52,13 @@ struct link {
 };
 
 static struct link rlink = { .fd = -1 };
-static volatile sig_atomic_t drop_link;
+static int drop_link;
 
 /* SIGUSR1 cuts the replication link: the split-brain test's hook. */
 static void on_sigusr1(int sig)
 {
 	(void)sig;
-	drop_link = 1;
+	__atomic_store_n(&drop_link, 1, __ATOMIC_RELAXED);
 }
 
 /* With rlink.lock held. */
@@ -107,7 +107,7 @@ static void *link__heartbeat(void *arg)
 	for (;;) {
 		usleep(rlink.heartbeat_ms * 1000);
 		pthread_mutex_lock(&rlink.lock);
-		if (drop_link)
+		if (__atomic_load_n(&drop_link, __ATOMIC_RELAXED))
 			link__lost_locked(0, "cut on request (SIGUSR1)");
 		r = rlink.up ? wire__send(rlink.fd, MSG_HEARTBEAT, 0, NULL, 0) : 0;
 		if (r)

@@ -29,3 +29,18 @@ PY
 log "docs: kemari.rst parses cleanly"
 
 "$TOP/scripts/vendor-uapi.sh" --check
+
+# The userspace side follows kernel style too.  Ignored: the kernel-only
+# attribute macros, argv arrays (they cannot be const), and function
+# names that happen to appear in strings.
+out=$(for f in "$TOP"/replicator/*.[ch] "$TOP"/replicator/guest/*.[ch] \
+		"$TOP"/replicator/test/*.c "$TOP"/bench/*.[ch]; do
+	"$PRISTINE/scripts/checkpatch.pl" --no-tree -f --terse --show-types \
+		--ignore SPDX_LICENSE_TAG,NEW_TYPEDEFS,STATIC_CONST_CHAR_ARRAY,EMBEDDED_FUNCTION_NAME,PREFER_DEFINED_ATTRIBUTE_MACRO \
+		"$f" | grep -v '^total: ' || true
+done)
+if printf '%s\n' "$out" | grep -q 'ERROR:'; then
+	printf '%s\n' "$out"
+	die "checkpatch.pl found errors in replicator/ or bench/"
+fi
+log "userspace: $(printf '%s\n' "$out" | grep -c 'WARNING:' || true) checkpatch warnings in replicator/ and bench/"

@@ -37,8 +37,10 @@
 #define ABI_CODE		0x100000ULL
 #define ABI_DATA		0x400000ULL
 
-/* Ports.  The doorbells are ioeventfds (in-kernel, so Kemari syncs on
- * them); the console and the done port exit to the VMM. */
+/*
+ * Ports.  The doorbells are ioeventfds (in-kernel, so Kemari syncs on
+ * them); the console and the done port exit to the VMM.
+ */
 #define ABI_PORT_OUTPUT(id)	(0x600 + (id))
 #define ABI_PORT_BLOCK(id)	(0x610 + (id))
 #define ABI_PORT_DONE		0x620
@@ -100,8 +102,10 @@ struct vstate {
 	uint64_t initialised;
 };
 
-/* The sector table: for each of the vCPU's sectors, 1 + the seq of the
- * block write the guest saw complete last, or 0 if none. */
+/*
+ * The sector table: for each of the vCPU's sectors, 1 + the seq of the
+ * block write the guest saw complete last, or 0 if none.
+ */
 
 static inline uint64_t abi_mix(uint64_t x)
 {

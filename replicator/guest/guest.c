@@ -99,7 +99,7 @@ static void page_fill(struct vstate *st, uint64_t *p, uint64_t n)
 
 static void emit_record(uint32_t id, struct vstate *st)
 {
-	volatile struct dev_status *status = (void *)ABI_STATUS;
+	struct dev_status *status = (void *)ABI_STATUS;
 	struct mailbox *mb = (void *)ABI_MAILBOX(id);
 
 	mb->rec.magic = ABI_RECORD_MAGIC;
@@ -110,13 +110,13 @@ static void emit_record(uint32_t id, struct vstate *st)
 	mb->rec.check_errors = st->check_errors;
 	mb->rec.tsc_errors = st->tsc_errors;
 	outl(ABI_PORT_OUTPUT(id), (uint32_t)st->seq);
-	while (status->emitted[id] <= st->seq)
+	while (__atomic_load_n(&status->emitted[id], __ATOMIC_ACQUIRE) <= st->seq)
 		cpu_relax();
 }
 
 static void write_sector(uint32_t id, struct vstate *st)
 {
-	volatile struct dev_status *status = (void *)ABI_STATUS;
+	struct dev_status *status = (void *)ABI_STATUS;
 	struct mailbox *mb = (void *)ABI_MAILBOX(id);
 	uint64_t *table = (uint64_t *)ABI_SECTORS(id);
 	uint64_t sector = abi_rng(&st->rng) % ABI_SECTORS_PER_VCPU;
@@ -128,7 +128,7 @@ static void write_sector(uint32_t id, struct vstate *st)
 	for (i = 0; i < ABI_SECTOR_SIZE / 8; i++)
 		words[i] = abi_sector_word(id, sector, st->seq, i);
 	outl(ABI_PORT_BLOCK(id), (uint32_t)st->seq);
-	while (status->blk_done[id] <= st->seq)
+	while (__atomic_load_n(&status->blk_done[id], __ATOMIC_ACQUIRE) <= st->seq)
 		cpu_relax();
 	table[sector] = st->seq + 1;
 }
@@ -181,8 +181,8 @@ void guest_main(uint32_t id)
 }
 
 asm(".section .text.start, \"ax\"\n"
-    ".globl _start\n"
-    "_start:\n"
-    "	call guest_main\n"
-    "1:	hlt\n"
-    "	jmp 1b\n");
+	".globl _start\n"
+	"_start:\n"
+	"	call guest_main\n"
+	"1:	hlt\n"
+	"	jmp 1b\n");

@@ -967,9 +967,15 @@ int main(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "s:n:f:")) != -1) {
 		switch (c) {
-		case 's': seed = strtoull(optarg, NULL, 0); break;
-		case 'n': rounds = atoi(optarg); break;
-		case 'f': cases = atoi(optarg); break;
+		case 's':
+			seed = strtoull(optarg, NULL, 0);
+			break;
+		case 'n':
+			rounds = atoi(optarg);
+			break;
+		case 'f':
+			cases = atoi(optarg);
+			break;
 		default:
 			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [fuzz|failover|split_brain]...\n",
 				argv[0]);
@@ -991,7 +997,7 @@ int main(int argc, char **argv)
 	if (readlink("/proc/self/exe", exe, sizeof(exe) - 1) < 0)
 		die("readlink: %m");
 	p = strrchr(exe, '/');
-	strcpy(p + 1, "kemari-replicator");
+	snprintf(p + 1, sizeof(exe) - (p + 1 - exe), "kemari-replicator");
 	snprintf(dir, sizeof(dir), "/tmp/kemari-ft-%d", getpid());
 	mkdir(dir, 0755);
 
