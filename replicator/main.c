@@ -37,7 +37,8 @@ static void usage(void)
 		"  --data-pages N       data pages per vCPU (default 256)\n"
 		"  --seed N             guest seed\n"
 		"  --ring N             dirty ring entries per vCPU (default 4096)\n"
-		"  --quota N            Kemari dirty quota (default 0: none)\n"
+		"  --quota N            Kemari dirty quota, pages per vCPU and checkpoint\n"
+		"                       (default 1024; 0: none)\n"
 		"  --stats MS           status line interval (0: none, default 1000)\n"
 		"  --pipelined          primary: resume before the acknowledgment\n"
 		"  --plug-dev IFNAME    primary: hold IFNAME's output until acknowledged\n"
@@ -46,6 +47,8 @@ static void usage(void)
 		"  --grace MS           primary: stay stopped this long after losing the\n"
 		"                       secondary, to be fenced (default 3 x --timeout)\n"
 		"  --fence-timeout MS   secondary: limit for --fence (default 30000)\n"
+		"  --corrupt-every N    primary: damage the first send of every Nth\n"
+		"                       checkpoint on the wire (tests)\n"
 		"  --block-every N      a block write every N records (default 1, 0: none)\n"
 		"  --harvest ring|bitmap  dirty tracking (default ring; bitmap to compare)\n"
 		"  --no-tsc-log         leave KVM_KEMARI_TSC_LOG off\n"
@@ -79,11 +82,12 @@ int main(int argc, char **argv)
 		{ "plug-dev", 1, 0, 'D' }, { "event-log", 1, 0, 'E' },
 		{ "ack-delay", 1, 0, 'A' }, { "grace", 1, 0, 'g' },
 		{ "fence-timeout", 1, 0, 'F' }, { "block-every", 1, 0, 'B' },
-		{ "harvest", 1, 0, 'H' }, { "no-tsc-log", 0, 0, 'T' }, { 0 }
+		{ "harvest", 1, 0, 'H' }, { "no-tsc-log", 0, 0, 'T' },
+		{ "corrupt-every", 1, 0, 'C' }, { 0 }
 	};
 	struct options o = {
 		.vm = { .mem_size = 16 << 20, .nr_vcpus = 2,
-			.ring_entries = 4096 },
+			.ring_entries = 4096, .dirty_quota = 1024 },
 		.guest = { .magic = ABI_CONFIG_MAGIC, .records = 100,
 			   .pages_per_record = 8, .data_pages = 256, .seed = 1,
 			   .block_every = 1 },
@@ -184,6 +188,9 @@ int main(int argc, char **argv)
 		case 'B':
 			o.guest.block_every = num(optarg);
 			break;
+		case 'C':
+			o.corrupt_every = num(optarg);
+			break;
 		case 'T':
 			o.vm.no_tsc_log = true;
 			break;
@@ -206,8 +213,10 @@ int main(int argc, char **argv)
 		die("--heartbeat must be above 0 and below --timeout");
 	if (o.vm.ring_entries < 64 || o.vm.ring_entries & (o.vm.ring_entries - 1))
 		die("--ring must be a power of two, at least 64");
-	if (o.vm.harvest_bitmap && o.vm.dirty_quota)
-		die("the dirty quota needs the dirty ring");
+	if (o.vm.harvest_bitmap)
+		o.vm.dirty_quota = 0;	/* it counts ring entries */
+	if (o.vm.dirty_quota >= o.vm.ring_entries - 64)
+		die("--quota must be below the ring's soft limit (--ring less 64)");
 	if (o.grace_ms < 0)
 		o.grace_ms = 3 * o.timeout_ms;
 	o.guest.nr_vcpus = o.vm.nr_vcpus;

@@ -45,6 +45,7 @@ struct link {
 	uint64_t lost_at;		/* when the link was lost */
 	int grace_ms;
 	bool unprotected;
+	int corrupt_every;		/* --corrupt-every */
 	struct netbuf *nb;
 	FILE *events;			/* --event-log */
 	uint8_t *buf;
@@ -182,7 +183,12 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 			return 0;
 		}
 		link__log_pending(vmm, seq);
-		r = wire__send(rlink.fd, MSG_CKPT, seq, vmm->ck.p, vmm->ck.len);
+		if (!tries && rlink.corrupt_every && seq % rlink.corrupt_every == 0)
+			r = wire__send_damaged(rlink.fd, MSG_CKPT, seq, vmm->ck.p,
+					       vmm->ck.len, seq * 7919 % vmm->ck.len);
+		else
+			r = wire__send(rlink.fd, MSG_CKPT, seq, vmm->ck.p,
+				       vmm->ck.len);
 		pthread_mutex_unlock(&rlink.lock);
 		if (!r)
 			r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 256,
@@ -315,6 +321,7 @@ int primary__main(const struct options *o)
 	rlink.timeout_ms = o->timeout_ms;
 	rlink.heartbeat_ms = o->heartbeat_ms;
 	rlink.grace_ms = o->grace_ms;
+	rlink.corrupt_every = o->corrupt_every;
 	pthread_mutex_init(&rlink.lock, NULL);
 	pthread_cond_init(&rlink.acked, NULL);
 

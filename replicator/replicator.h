@@ -27,6 +27,7 @@ struct options {
 	const char *event_log;		/* primary: checkpoints and acks */
 	int ack_delay_ms;		/* secondary: a slow link, for tests */
 	int grace_ms;			/* primary: wait to be fenced */
+	int corrupt_every;		/* primary: damage checkpoints (tests) */
 	int fence_timeout_ms;		/* secondary: fencing command limit */
 };
 

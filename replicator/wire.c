@@ -99,6 +99,27 @@ int wire__send(int fd, enum msg_type type, uint64_t seq,
 	return r ? r : write_all(fd, payload, len);
 }
 
+int wire__send_damaged(int fd, enum msg_type type, uint64_t seq,
+			const void *payload, size_t len, size_t at)
+{
+	uint8_t *copy = malloc(len);
+	struct msg_hdr h;
+	int r;
+
+	if (!copy || at >= len) {
+		free(copy);
+		return WIRE_ERROR;
+	}
+	wire__header(&h, type, seq, payload, len);
+	memcpy(copy, payload, len);
+	copy[at] ^= 0x5a;
+	r = write_all(fd, &h, sizeof(h));
+	if (!r)
+		r = write_all(fd, copy, len);
+	free(copy);
+	return r;
+}
+
 int wire__recv(int fd, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
 	       size_t max_len, int timeout_ms)
 {

@@ -51,6 +51,9 @@ void wire__header(struct msg_hdr *h, enum msg_type type, uint64_t seq,
 		  const void *payload, size_t len);
 int wire__send(int fd, enum msg_type type, uint64_t seq,
 	       const void *payload, size_t len);
+/* For tests: the same, with one payload byte changed after the CRC. */
+int wire__send_damaged(int fd, enum msg_type type, uint64_t seq,
+		       const void *payload, size_t len, size_t at);
 /*
  * Receive one message.  *buf is grown as needed (realloc); the payload
  * is checked against the header.  timeout_ms bounds every wait for data

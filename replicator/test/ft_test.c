@@ -512,7 +512,8 @@ static pid_t pipelined__primary(const struct run *run, bool plug,
 }
 
 static void run__start(struct run *run, unsigned int round,
-		       const char *fence_fmt, uint64_t seed, bool pipelined)
+		       const char *fence_fmt, uint64_t seed, bool pipelined,
+		       const char *corrupt)
 {
 	char port[16], oport[16], sseed[32], blk[PATH_MAX], sblk[PATH_MAX];
 	char records[16], fence[512], out[PATH_MAX];
@@ -542,7 +543,8 @@ static void run__start(struct run *run, unsigned int round,
 				 "--port", port, "--block", blk,
 				 "--observer", "127.0.0.1", "--observer-port",
 				 oport, "--records", records, "--seed", sseed,
-				 "--stats", "0", NULL };
+				 "--stats", "0", corrupt ? "--corrupt-every" : NULL,
+				 (char *)corrupt, NULL };
 
 		usleep(100000);
 		if (pipelined)
@@ -684,8 +686,13 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 	unsigned int round;
 
 	for (round = 0; round < rounds; round++) {
-		/* Every fourth round pipelined; kill before the last records. */
+		/*
+		 * Every fourth round pipelined, and every fourth with every
+		 * 5th checkpoint damaged on the wire once (refused, sent
+		 * again); the kill comes before the last records.
+		 */
 		bool pipelined = round % 4 == 3;
+		const char *corrupt = round % 4 == 1 ? "5" : NULL;
 		unsigned int at = 1 + rnd() % (NR_VCPUS * RECORDS - 10), dups = 0;
 		unsigned int delay_us = rnd() % 20000;
 		char why[256] = "", what[160];
@@ -694,7 +701,8 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 		bool ok, took_over;
 		double ms;
 
-		run__start(&run, round, STONITH, seed + round, pipelined);
+		run__start(&run, round, STONITH, seed + round, pipelined,
+			   corrupt);
 		if (run__wait_records(&run, at, 300)) {
 			usleep(delay_us);
 			kill(run.primary, SIGKILL);
@@ -710,11 +718,17 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 		ok = exited(st_sec, 0) && took_over &&
 		     file_has(run.sec_err, "verify: ok") &&
 		     run__check_stream(&run, 1, &dups, why, sizeof(why));
+		if (ok && corrupt && at > 10 &&
+		    !file_has(run.sec_err, "refused: payload checksum mismatch")) {
+			snprintf(why, sizeof(why), "no damaged checkpoint was refused");
+			ok = false;
+		}
 		if (!took_over)
 			snprintf(why, sizeof(why), "no takeover");
 		ms = takeover_ms(&run, what, sizeof(what));
-		tap(ok, "failover %u%s: guest seed %llu, primary killed after %u records + %u us; %s, %.1f ms after the primary's last message; %u replayed%s%s",
+		tap(ok, "failover %u%s%s: guest seed %llu, primary killed after %u records + %u us; %s, %.1f ms after the primary's last message; %u replayed%s%s",
 		    round + 1, pipelined ? " (pipelined, output in a plug qdisc)" : "",
+		    corrupt ? " (every 5th checkpoint damaged once)" : "",
 		    (unsigned long long)(seed + round), at, delay_us, what, ms,
 		    dups, *why ? "; " : "", why);
 		if (!ok)
@@ -734,7 +748,7 @@ static void split_brain(const char *name, const char *fence, bool takeover)
 	int st_sec, st_pri;
 	bool ok;
 
-	run__start(&run, 90 + test_nr, fence, rnd(), false);
+	run__start(&run, 90 + test_nr, fence, rnd(), false, NULL);
 	if (!run__wait_records(&run, 10, 300)) {
 		tap(false, "split brain, %s: the primary stopped early", name);
 		run__dump(&run);
