@@ -718,6 +718,8 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 		ok = exited(st_sec, 0) && took_over &&
 		     file_has(run.sec_err, "verify: ok") &&
 		     run__check_stream(&run, 1, &dups, why, sizeof(why));
+		if (!ok && took_over && !*why && !file_has(run.sec_err, "verify: ok"))
+			snprintf(why, sizeof(why), "the guest's checks failed after the takeover");
 		if (ok && corrupt && at > 10 &&
 		    !file_has(run.sec_err, "refused: payload checksum mismatch")) {
 			snprintf(why, sizeof(why), "no damaged checkpoint was refused");
