@@ -38,8 +38,8 @@ static void stats__line(const char *what, double secs, uint64_t ckpts,
 		 stats__percentile(pause, n, 99) / 1e6, bytes / secs / 1e6);
 }
 
-void stats__checkpoint(struct stats *s, uint64_t pause_ns, uint64_t pages,
-		       uint64_t bytes)
+void stats__checkpoint(struct stats *s, uint64_t pause_ns, uint64_t harvest_ns,
+		       uint64_t pages, uint64_t bytes)
 {
 	uint64_t now = now_ns();
 
@@ -52,10 +52,15 @@ void stats__checkpoint(struct stats *s, uint64_t pause_ns, uint64_t pages,
 	if (s->nr_pause < STATS_SAMPLES)
 		s->pause_ns[s->nr_pause++] = pause_ns;
 	/* Every sample until the array is full, then a uniform subsample. */
-	if (s->nr_all < STATS_SAMPLES)
+	if (s->nr_all < STATS_SAMPLES) {
+		s->harvest_ns[s->nr_all] = harvest_ns;
 		s->all_pause[s->nr_all++] = pause_ns;
-	else if (rand() % s->ckpts < STATS_SAMPLES)
-		s->all_pause[rand() % STATS_SAMPLES] = pause_ns;
+	} else if (rand() % s->ckpts < STATS_SAMPLES) {
+		unsigned int k = rand() % STATS_SAMPLES;
+
+		s->harvest_ns[k] = harvest_ns;
+		s->all_pause[k] = pause_ns;
+	}
 
 	if (!s->interval_ms ||
 	    now - s->last_print_ns < (uint64_t)s->interval_ms * 1000000)
@@ -82,4 +87,8 @@ void stats__summary(struct stats *s)
 		snprintf(q + strlen(q), sizeof(q) - strlen(q), " %.3f",
 			 stats__percentile(s->all_pause, s->nr_all, i) / 1e6);
 	info_msg("pause quantiles (ms, 0 to 100 by 5):%s", q);
+	/* The part of the pause that harvests and resets the dirty log. */
+	info_msg("harvest p50 %.3f ms p99 %.3f ms",
+		 stats__percentile(s->harvest_ns, s->nr_all, 50) / 1e6,
+		 stats__percentile(s->harvest_ns, s->nr_all, 99) / 1e6);
 }

@@ -16,12 +16,13 @@ struct stats {
 	uint64_t pause_ns[STATS_SAMPLES];	/* of this interval */
 	uint64_t all_pause[STATS_SAMPLES];	/* a sample of the whole run */
 	uint32_t nr_all;
+	uint64_t harvest_ns[STATS_SAMPLES];	/* same sampling as all_pause */
 	int interval_ms;			/* 0: no status lines */
 };
 
 void stats__init(struct stats *s, int interval_ms);
-void stats__checkpoint(struct stats *s, uint64_t pause_ns, uint64_t pages,
-		       uint64_t bytes);
+void stats__checkpoint(struct stats *s, uint64_t pause_ns, uint64_t harvest_ns,
+		       uint64_t pages, uint64_t bytes);
 void stats__summary(struct stats *s);
 uint64_t stats__percentile(uint64_t *v, uint32_t n, unsigned int pct);
 

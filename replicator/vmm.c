@@ -106,7 +106,9 @@ int vmm__checkpoint(struct vmm *vmm, bool full)
 	int r;
 
 	devices__drain(&vmm->dev);
+	vmm->last_harvest_ns = now_ns();
 	n = vm__harvest(vm, vmm->gfns, vmm->max_gfns - 1);
+	vmm->last_harvest_ns = now_ns() - vmm->last_harvest_ns;
 	if (n < 0)
 		return n;
 	if (full) {
@@ -180,8 +182,8 @@ static void vmm__sync(struct vmm *vmm, uint64_t t0)
 	r = vm__resume(&vmm->vm);
 	if (r)
 		die("KVM_KEMARI_RESUME: %s", strerror(-r));
-	stats__checkpoint(&vmm->stats, now_ns() - t0, vmm->last_pages,
-			  vmm->ck.len);
+	stats__checkpoint(&vmm->stats, now_ns() - t0, vmm->last_harvest_ns,
+			  vmm->last_pages, vmm->ck.len);
 	vmm->freeze = false;
 	pthread_cond_broadcast(&vmm->cond);
 }

@@ -36,6 +36,7 @@ struct vmm {
 	pthread_t thread[MAX_VCPUS];
 	uint64_t seq;			/* of the latest checkpoint */
 	uint64_t last_pages;		/* in the latest checkpoint */
+	uint64_t last_harvest_ns;	/* its harvest and reset */
 	struct ck_buf ck;
 	uint64_t *gfns;
 	uint64_t *seen;			/* bitmap for vmm__dedup() */
