@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <asm/kvm_para.h>
 #include <linux/kemari.h>
 
 #include "kvm_util.h"
@@ -1783,6 +1784,93 @@ static const char *test_dirty_ring_garbage(void)
 }
 
 /*
+ * Writes that KVM makes to guest memory on a running vCPU's behalf go into
+ * that vCPU's ring like the guest's own stores: steal time, written at
+ * every KVM_RUN, and the PV clock, written after KVM_SET_CLOCK.  At every
+ * sync point the pages the ring names, copied into a shadow, must make
+ * the shadow equal guest memory.
+ */
+#define KW_PAGES	4
+#define KW_ROUNDS	50
+
+static void kvm_writes_guest(void)
+{
+	wrmsr(MSR_KVM_STEAL_TIME, GOLDEN_GPA_4K | KVM_MSR_ENABLED);
+	wrmsr(MSR_KVM_SYSTEM_TIME_NEW, (GOLDEN_GPA_4K + 4096) | 1);
+	for (;;)
+		outl(PIO_PORT, 0);
+}
+
+static const char *test_kvm_writes(void)
+{
+	uint32_t size = 4096, fetch = 0, round, i;
+	uint32_t harvested[KW_PAGES] = { 0 };
+	struct kvm_clock_data clock = { 0 };
+	struct kvm_steal_time *st;
+	struct kvm_dirty_gfn *ring, *e;
+	struct kvm_vcpu *vcpu;
+	uint8_t *mem, *shadow;
+	struct kvm_vm *vm;
+	int fd;
+
+	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING))
+		return "no KVM_CAP_DIRTY_LOG_RING";
+
+	vm = vm_create(1);
+	vm_enable_dirty_ring(vm, size * sizeof(struct kvm_dirty_gfn));
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GOLDEN_GPA_4K,
+				    GOLDEN_SLOT_4K, KW_PAGES,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	virt_map(vm, GOLDEN_GPA_4K, GOLDEN_GPA_4K, KW_PAGES);
+	vcpu = vm_vcpu_add(vm, 0, kvm_writes_guest);
+	ring = vcpu_map_dirty_ring(vcpu);
+	fd = add_ioeventfd(vm, PIO_PORT, 4, true, false);
+	mem = addr_gpa2hva(vm, GOLDEN_GPA_4K);
+	st = (struct kvm_steal_time *)mem;
+	shadow = calloc(KW_PAGES, 4096);
+	TEST_ASSERT(shadow, "calloc");
+	memcpy(shadow, mem, KW_PAGES * 4096);
+
+	for (round = 0; round < KW_ROUNDS; round++) {
+		run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+		for (;; fetch++) {
+			e = &ring[fetch % size];
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+			      KVM_DIRTY_GFN_F_DIRTY))
+				break;
+			if (e->slot == GOLDEN_SLOT_4K) {
+				TEST_ASSERT(e->offset < KW_PAGES,
+					    "offset %#llx", e->offset);
+				memcpy(shadow + e->offset * 4096,
+				       mem + e->offset * 4096, 4096);
+				harvested[e->offset]++;
+			}
+			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+					 __ATOMIC_RELEASE);
+		}
+		kvm_vm_reset_dirty_ring(vm);
+		for (i = 0; i < KW_PAGES; i++)
+			TEST_ASSERT(!memcmp(shadow + i * 4096, mem + i * 4096, 4096),
+				    "round %u: page %u changed but is not in the ring",
+				    round, i);
+		/* The next KVM_RUN writes the PV clock page again. */
+		vm_ioctl(vm, KVM_SET_CLOCK, &clock);
+		kemari_resume(vm);
+	}
+	/* Both pages were written, and reported, at (nearly) every sync. */
+	TEST_ASSERT(st->version && harvested[0] >= KW_ROUNDS - 1 &&
+		    harvested[1] >= KW_ROUNDS - 1,
+		    "steal time version %u, harvested %u and %u times",
+		    st->version, harvested[0], harvested[1]);
+	TEST_ASSERT_EQ(eventfd_count(fd), KW_ROUNDS - 1);
+	close(fd);
+	free(shadow);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
  * Lazy TSC logging (KVM_KEMARI_TSC_LOG).  tsc_guest carries out one
  * tsc_cmd per round: it reads or writes its TSC, records what it read in
  * tsc_vals, and ends the round with an OUT to the PIO ioeventfd, a sync
@@ -2160,6 +2248,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "golden_quota", test_golden_quota },
 	{ "golden_ring_full", test_golden_ring_full },
 	{ "dirty_ring_garbage", test_dirty_ring_garbage },
+	{ "kvm_writes", test_kvm_writes },
 	{ "tsc_log", test_tsc_log },
 	{ "tsc_log_off", test_tsc_log_off },
 	{ "tsc_restore", test_tsc_restore },
