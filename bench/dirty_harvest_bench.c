@@ -316,6 +316,8 @@ int main(int argc, char *argv[])
 	for (s = 0; s < 3; s++) {
 		if (sizes[s] > (uint64_t)max_gib)
 			break;
+		uint64_t crossover = 0;
+
 		bench__create(&ring, true, sizes[s] * GIB);
 		bench__create(&bitmap, false, sizes[s] * GIB);
 		for (c = 0; c < 5; c++) {
@@ -324,8 +326,20 @@ int main(int argc, char *argv[])
 			printf("  %6lu %8lu %12.1f %12.1f %14.2f\n",
 			       (unsigned long)sizes[s], (unsigned long)counts[c],
 			       tr / 1e3, tb / 1e3, tb / tr);
+			/* For scripts/plot-bench.sh: GiB, dirty, ring us, bitmap us */
+			printf("CSV,dirty,%lu,%lu,%.1f,%.1f\n",
+			       (unsigned long)sizes[s], (unsigned long)counts[c],
+			       tr / 1e3, tb / 1e3);
+			if (!crossover && tb < tr)
+				crossover = counts[c];
 			fflush(stdout);
 		}
+		if (crossover)
+			printf("# %lu GiB: the bitmap wins from %lu dirty pages on (of those measured)\n",
+			       (unsigned long)sizes[s], (unsigned long)crossover);
+		else
+			printf("# %lu GiB: the ring wins at every dirty count measured\n",
+			       (unsigned long)sizes[s]);
 		bench__destroy(&ring);
 		bench__destroy(&bitmap);
 	}

@@ -14,6 +14,7 @@ grep '^CSV,checkpoint,' "$dst/all.csv" | cut -d, -f3- \
 	> "$dst/replicator-checkpoints.csv" || true
 grep '^CSV,pause,' "$dst/all.csv" | cut -d, -f3- > "$dst/replicator-pause.csv" || true
 grep '^CSV,slowdown,' "$dst/all.csv" | cut -d, -f3- > "$dst/replicator-slowdown.csv" || true
+grep '^CSV,dirty,' "$dst/all.csv" | cut -d, -f3- > "$dst/dirty-harvest.csv" || true
 [ -s "$dst/replicator-pause.csv" ] || die "no kemari-replicator-bench figures in $logf"
 
 if ! command -v gnuplot >/dev/null; then
@@ -36,4 +37,20 @@ plot for [d in "10 100 1000"] "$dst/replicator-pause.csv" \
      for [d in "10 100 1000"] "$dst/replicator-pause.csv" \
 	using (\$1 == d ? \$4 : 1/0):2 with linespoints dashtype 2 title "bitmap, ".d." pages"
 GP
-log "figures in $dst: replicator-checkpoints.csv, replicator-pause.csv/.png, replicator-slowdown.csv"
+# dirty-harvest.csv: GiB, dirty pages, ring us, bitmap us (kemari-dirty-bench)
+if [ -s "$dst/dirty-harvest.csv" ]; then
+	gnuplot <<GP
+set terminal pngcairo size 900,560
+set output "$dst/dirty-harvest.png"
+set datafile separator ","
+set title "harvest and re-protect one checkpoint: bitmap time / ring time (same boot)"
+set xlabel "dirty pages"
+set ylabel "bitmap / ring (above 1: the ring wins)"
+set logscale xy
+set key top right
+plot for [g in "1 4 16"] "$dst/dirty-harvest.csv" \
+	using (\$1 == g ? \$2 : 1/0):(\$4 / \$3) with linespoints title g." GiB guest", \
+     1 with lines dashtype 2 title "break-even"
+GP
+fi
+log "figures in $dst: replicator-checkpoints.csv, replicator-pause.csv/.png, replicator-slowdown.csv, dirty-harvest.csv/.png"
