@@ -307,7 +307,6 @@ int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
 	memcpy(r->out, ck.out, r->nr_out * sizeof(*r->out));
 	r->seq = ck.vm->seq;
 	r->tsc_khz = ck.vm->tsc_khz;
-	r->pages_applied += ck.nr_pages;
 	r->valid = true;
 	return 0;
 }

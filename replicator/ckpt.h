@@ -110,7 +110,6 @@ struct replica {
 	struct out_record out[CK_MAX_OUT];	/* to send again on takeover */
 	uint32_t nr_out;
 	uint64_t blk_sectors;
-	uint64_t pages_applied;
 };
 
 int replica__init(struct replica *r, uint64_t mem_size, uint32_t nr_vcpus,

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,7 +56,6 @@ static void output__send(struct devices *d, const struct out_record *rec)
 		warn_msg("output record vcpu %u seq %llu not sent: %s",
 			 rec->vcpu, (unsigned long long)rec->seq,
 			 strerror(errno));
-	d->records_sent++;
 }
 
 void devices__resend(struct devices *d, const struct out_record *rec,
@@ -146,6 +146,16 @@ static void *devices__thread(void *arg)
 			return NULL;
 		devices__drain(d);
 	}
+}
+
+int blk__open(const char *path, unsigned int nr_vcpus)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0 || ftruncate(fd, (off_t)nr_vcpus * ABI_SECTORS_PER_VCPU *
+				    ABI_SECTOR_SIZE))
+		die("block device %s: %m", path);
+	return fd;
 }
 
 int devices__init(struct devices *d, struct vm *vm, int observer_fd,

@@ -33,7 +33,6 @@ struct devices {
 	struct out_record out_log[CK_MAX_OUT];	/* since the last checkpoint */
 	uint32_t nr_out_log;
 	bool output_held;		/* output waits for the next ack */
-	uint64_t records_sent;
 };
 
 int devices__init(struct devices *d, struct vm *vm, int observer_fd,
@@ -41,6 +40,8 @@ int devices__init(struct devices *d, struct vm *vm, int observer_fd,
 void devices__exit(struct devices *d);
 /* Complete every doorbell already rung: called with the VM frozen. */
 void devices__drain(struct devices *d);
+/* A new, zeroed block device file for nr_vcpus; dies on failure. */
+int blk__open(const char *path, unsigned int nr_vcpus);
 void devices__console(struct devices *d, unsigned int vcpu, uint8_t c);
 /* Takeover: send again what the primary may have held back. */
 void devices__resend(struct devices *d, const struct out_record *rec,

@@ -193,19 +193,6 @@ int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem)
 	return r;
 }
 
-void vm__destroy(struct vm *vm)
-{
-	unsigned int i;
-
-	for (i = 0; i < vm->cfg.nr_vcpus; i++)
-		if (vm->vcpu[i].fd > 0)
-			close(vm->vcpu[i].fd);
-	if (vm->fd >= 0)
-		close(vm->fd);
-	if (vm->kvm_fd >= 0)
-		close(vm->kvm_fd);
-}
-
 /* 64-bit mode from the first instruction: identity map, flat GDT. */
 static void vm__setup_long_mode(struct vm *vm)
 {

@@ -79,7 +79,6 @@ struct vm {
 int kvm__open(void);
 /* mem: NULL to allocate zeroed memory, else the memory to run on. */
 int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem);
-void vm__destroy(struct vm *vm);
 int vm__load_guest(struct vm *vm, const void *image, size_t size,
 		   const struct guest_config *gc);
 int vm__start_vcpus(struct vm *vm);

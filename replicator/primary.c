@@ -175,6 +175,7 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 	struct msg_hdr h;
 	int r;
 
+	link__log_pending(vmm, seq);
 	for (tries = 0; tries < 3; tries++) {
 		pthread_mutex_lock(&rlink.lock);
 		if (!rlink.up) {
@@ -182,7 +183,6 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 			link__unprotected(seq);
 			return 0;
 		}
-		link__log_pending(vmm, seq);
 		if (!tries && rlink.corrupt_every && seq % rlink.corrupt_every == 0)
 			r = wire__send_damaged(rlink.fd, MSG_CKPT, seq, vmm->ck.p,
 					       vmm->ck.len, seq * 7919 % vmm->ck.len);
@@ -272,16 +272,6 @@ static void *link__reader(void *arg)
 		pthread_cond_broadcast(&rlink.acked);
 		pthread_mutex_unlock(&rlink.lock);
 	}
-}
-
-int blk__open(const char *path, unsigned int nr_vcpus)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-	if (fd < 0 || ftruncate(fd, (off_t)nr_vcpus * ABI_SECTORS_PER_VCPU *
-				    ABI_SECTOR_SIZE))
-		die("block device %s: %m", path);
-	return fd;
 }
 
 static void primary__connect(struct vmm *vmm, const struct options *o)

@@ -42,6 +42,4 @@ int observer__main(const struct options *o);
 #define EXIT_VERIFY_FAILED	2	/* the guest's checks failed */
 #define EXIT_REFUSED		3	/* secondary: no takeover */
 
-int blk__open(const char *path, unsigned int nr_vcpus);
-
 #endif /* REPLICATOR_H */

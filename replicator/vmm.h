@@ -42,7 +42,6 @@ struct vmm {
 	uint64_t *seen;			/* bitmap for vmm__dedup() */
 	size_t max_gfns;
 	commit_fn commit;
-	void *commit_arg;
 	struct stats stats;
 };
 

@@ -142,7 +142,7 @@ int wire__recv(int fd, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
 	}
 	r = read_all(fd, *buf, hdr->len, timeout_ms);
 	if (r)
-		return r == WIRE_CLOSED ? WIRE_CLOSED : r;
+		return r;
 	if (crc32c(0, *buf, hdr->len) != hdr->crc)
 		return WIRE_BAD_PAYLOAD;
 	return WIRE_OK;

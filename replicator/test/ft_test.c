@@ -349,15 +349,18 @@ struct run {
 	int port;
 };
 
+/* Start argv with its output in the file out, or on ours if out is NULL. */
 static pid_t spawn(const char *out, char *const argv[])
 {
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (out) {
+			int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
-		dup2(fd, 1);
-		dup2(fd, 2);
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -511,34 +514,48 @@ static pid_t pipelined__primary(const struct run *run, bool plug,
 	return pid;
 }
 
+/*
+ * A run's files and ports, and its observer: the replication link on
+ * port, the observer on port + 1.
+ */
+static void run__observer(struct run *run, int port)
+{
+	char oport[16], out[PATH_MAX];
+	char *argv[] = { exe, "observer", "--observer-port", oport,
+			 "--log", run->log, "--stats", "0", NULL };
+
+	memset(run, 0, sizeof(*run));
+	run->port = port;
+	snprintf(oport, sizeof(oport), "%d", port + 1);
+	snprintf(run->log, sizeof(run->log), "%s/observer.log", dir);
+	snprintf(run->sec_err, sizeof(run->sec_err), "%s/secondary.out", dir);
+	snprintf(run->pri_err, sizeof(run->pri_err), "%s/primary.out", dir);
+	snprintf(out, sizeof(out), "%s/observer.out", dir);
+	unlink(run->log);
+	run->observer = spawn(out, argv);
+}
+
 static void run__start(struct run *run, unsigned int round,
 		       const char *fence_fmt, uint64_t seed, bool pipelined,
 		       const char *corrupt)
 {
 	char port[16], oport[16], sseed[32], blk[PATH_MAX], sblk[PATH_MAX];
-	char records[16], fence[512], out[PATH_MAX];
+	char records[16], fence[512];
 
-	run->port = 7600 + (round % 100) * 2;
+	run__observer(run, 7600 + (round % 100) * 2);
 	snprintf(port, sizeof(port), "%d", run->port);
 	snprintf(oport, sizeof(oport), "%d", run->port + 1);
 	snprintf(sseed, sizeof(sseed), "%llu", (unsigned long long)seed);
 	snprintf(records, sizeof(records), "%d", RECORDS);
-	snprintf(run->log, sizeof(run->log), "%s/observer.log", dir);
-	snprintf(run->sec_err, sizeof(run->sec_err), "%s/secondary.out", dir);
-	snprintf(run->pri_err, sizeof(run->pri_err), "%s/primary.out", dir);
 	snprintf(blk, sizeof(blk), "%s/primary.img", dir);
 	snprintf(sblk, sizeof(sblk), "%s/secondary.img", dir);
-	snprintf(out, sizeof(out), "%s/observer.out", dir);
-	unlink(run->log);
 
-	{
-		char *argv[] = { exe, "observer", "--observer-port", oport,
-				 "--log", run->log, "--stats", "0", NULL };
-
-		run->observer = spawn(out, argv);
-	}
-	{
-		/* The primary retries its connection to the secondary. */
+	/* The primary retries its connection to the secondary. */
+	usleep(100000);
+	if (pipelined) {
+		run->primary = pipelined__primary(run, true, "/dev/null",
+						  round % 100);
+	} else {
 		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
 				 "--port", port, "--block", blk,
 				 "--observer", "127.0.0.1", "--observer-port",
@@ -546,12 +563,7 @@ static void run__start(struct run *run, unsigned int round,
 				 "--stats", "0", corrupt ? "--corrupt-every" : NULL,
 				 (char *)corrupt, NULL };
 
-		usleep(100000);
-		if (pipelined)
-			run->primary = pipelined__primary(run, true, "/dev/null",
-							  round % 100);
-		else
-			run->primary = spawn(run->pri_err, argv);
+		run->primary = spawn(run->pri_err, argv);
 	}
 	{
 		char *argv[] = { exe, "secondary", "--port", port,
@@ -830,32 +842,19 @@ static bool pipelined__check(const struct run *run, const char *events,
 
 static void pipelined(bool plug)
 {
-	char events[PATH_MAX], why[256] = "", out[PATH_MAX];
-	char port[16], oport[16], records[16], sblk[PATH_MAX];
+	char events[PATH_MAX], why[256] = "";
+	char port[16], records[16], sblk[PATH_MAX];
 	unsigned int checked, early, dups = 0, n = 50 + test_nr;
 	struct run run;
 	int st_pri, st_sec;
 	bool ok;
 
-	memset(&run, 0, sizeof(run));
-	run.port = 7800 + n * 2;
+	run__observer(&run, 7800 + n * 2);
 	snprintf(port, sizeof(port), "%d", run.port);
-	snprintf(oport, sizeof(oport), "%d", run.port + 1);
 	snprintf(records, sizeof(records), "%d", RECORDS);
-	snprintf(run.log, sizeof(run.log), "%s/observer.log", dir);
-	snprintf(run.sec_err, sizeof(run.sec_err), "%s/secondary.out", dir);
-	snprintf(run.pri_err, sizeof(run.pri_err), "%s/primary.out", dir);
 	snprintf(events, sizeof(events), "%s/events.log", dir);
 	snprintf(sblk, sizeof(sblk), "%s/secondary.img", dir);
-	snprintf(out, sizeof(out), "%s/observer.out", dir);
-	unlink(run.log);
 	unlink(events);
-	{
-		char *argv[] = { exe, "observer", "--observer-port", oport,
-				 "--log", run.log, "--stats", "0", NULL };
-
-		run.observer = spawn(out, argv);
-	}
 	{
 		char *argv[] = { exe, "secondary", "--port", port, "--block",
 				 sblk, "--records", records, "--stats", "0",
@@ -891,18 +890,6 @@ static void test_pipelined(void)
 
 /* ---------------------------------------------------------------- demo */
 
-/* Spawn with the output on our terminal. */
-static pid_t spawn_tty(char *const argv[])
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
 /*
  * make demo: the observer's counter climbs, the primary is killed, the
  * secondary takes over, the counter keeps climbing.  Not a test: it
@@ -924,7 +911,7 @@ static int demo(uint64_t seed)
 		char *argv[] = { exe, "observer", "--observer-port", "7701",
 				 "--log", log, "--stats", "1", NULL };
 
-		obs = spawn_tty(argv);
+		obs = spawn(NULL, argv);
 	}
 	usleep(100000);
 	{
@@ -936,7 +923,7 @@ static int demo(uint64_t seed)
 				 "--stats", "1000", NULL };
 
 		snprintf(sseed, sizeof(sseed), "%llu", (unsigned long long)seed);
-		pri = spawn_tty(argv);
+		pri = spawn(NULL, argv);
 	}
 	snprintf(fence, sizeof(fence), STONITH, pri, pri, pri);
 	{
@@ -945,7 +932,7 @@ static int demo(uint64_t seed)
 				 "--observer-port", "7701", "--records", records,
 				 "--stats", "1000", "--fence", fence, NULL };
 
-		sec = spawn_tty(argv);
+		sec = spawn(NULL, argv);
 	}
 	printf("demo: the primary runs the guest, the secondary follows it; the observer counts records\n");
 	fflush(stdout);
