@@ -63,8 +63,9 @@ struct ck_blk {
 };
 
 /*
- * ck_dev.flags: the output records are held until this checkpoint is
- * acknowledged, so a secondary that takes over from it sends them again.
+ * ck_dev.flags: the output records may not have reached the observer
+ * (held in a plug qdisc, or not yet acknowledged by its TCP), so a
+ * secondary that takes over from this checkpoint sends them again.
  */
 #define CK_DEV_OUTPUT_HELD	(1U << 0)
 

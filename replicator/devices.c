@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,14 +50,43 @@ static bool eventfd__take(int fd)
 	return read(fd, &n, sizeof(n)) == sizeof(n) && n;
 }
 
+/* With d->lock held.  A failed observer link drops output, and says so. */
 static void output__send(struct devices *d, const struct out_record *rec)
 {
-	/* A lost datagram is a lost output: say so, and keep trying. */
-	if (d->observer_fd >= 0 &&
-	    send(d->observer_fd, rec, sizeof(*rec), 0) != sizeof(*rec))
-		warn_msg("output record vcpu %u seq %llu not sent: %s",
-			 rec->vcpu, (unsigned long long)rec->seq,
-			 strerror(errno));
+	const uint8_t *p = (const void *)rec;
+	size_t left = sizeof(*rec);
+	ssize_t n;
+
+	while (d->observer_fd >= 0 && left) {
+		n = send(d->observer_fd, p, left, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			warn_msg("observer link failed at vcpu %u seq %llu (%s): output is dropped from now on",
+				 rec->vcpu, (unsigned long long)rec->seq,
+				 n ? strerror(errno) : "closed");
+			close(d->observer_fd);
+			d->observer_fd = -1;
+			d->nr_out_log = 0;
+			return;
+		}
+		p += n;
+		left -= n;
+		d->out_sent += n;
+	}
+	if (d->observer_fd < 0)
+		return;
+	if (d->nr_out_log == CK_MAX_OUT) {
+		warn_msg("%u output records not acknowledged by the observer: the oldest is no longer protected",
+			 CK_MAX_OUT);
+		memmove(d->out_log, d->out_log + 1,
+			(CK_MAX_OUT - 1) * sizeof(d->out_log[0]));
+		memmove(d->out_end, d->out_end + 1,
+			(CK_MAX_OUT - 1) * sizeof(d->out_end[0]));
+		d->nr_out_log--;
+	}
+	d->out_log[d->nr_out_log] = *rec;
+	d->out_end[d->nr_out_log++] = d->out_sent;
 }
 
 void devices__resend(struct devices *d, const struct out_record *rec,
@@ -63,10 +94,62 @@ void devices__resend(struct devices *d, const struct out_record *rec,
 {
 	uint32_t i;
 
+	pthread_mutex_lock(&d->lock);
 	for (i = 0; i < n; i++)
 		output__send(d, &rec[i]);
+	pthread_mutex_unlock(&d->lock);
 }
 
+/* Bytes of the stream the observer's TCP has acknowledged. */
+static uint64_t output__acked(struct devices *d)
+{
+	int q;
+
+	if (ioctl(d->observer_fd, SIOCOUTQ, &q) || q < 0)
+		return 0;
+	return d->out_sent - q;
+}
+
+void devices__settle(struct devices *d)
+{
+	uint64_t target, acked, end;
+	uint32_t i;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->observer_fd < 0) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	target = d->out_plugged ? d->out_mark : d->out_sent;
+	end = now_ns() + d->settle_ms * 1000000ULL;
+	while ((acked = output__acked(d)) < target && now_ns() < end)
+		usleep(50);
+	if (acked < target && d->settle_ms && !d->settle_warned) {
+		warn_msg("the observer has not acknowledged %llu bytes of output within %d ms: checkpoints carry them until it does",
+			 (unsigned long long)(target - acked), d->settle_ms);
+		d->settle_warned = true;
+	}
+	for (i = 0; i < d->nr_out_log && d->out_end[i] <= acked; i++)
+		;
+	d->nr_out_log -= i;
+	memmove(d->out_log, d->out_log + i, d->nr_out_log * sizeof(d->out_log[0]));
+	memmove(d->out_end, d->out_end + i, d->nr_out_log * sizeof(d->out_end[0]));
+	pthread_mutex_unlock(&d->lock);
+}
+
+void devices__mark(struct devices *d)
+{
+	int nsd = 0;
+
+	pthread_mutex_lock(&d->lock);
+	d->out_plugged = true;
+	if (d->observer_fd >= 0 && !ioctl(d->observer_fd, SIOCOUTQNSD, &nsd) &&
+	    nsd >= 0)
+		d->out_mark = d->out_sent - nsd;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* With d->lock held. */
 static void output__ring(struct devices *d, unsigned int id)
 {
 	struct out_record rec = mailbox(d, id)->rec;
@@ -78,10 +161,24 @@ static void output__ring(struct devices *d, unsigned int id)
 		return;
 	}
 	output__send(d, &rec);
-	if (d->nr_out_log == CK_MAX_OUT)
-		die("output log full: the VM did not checkpoint");
-	d->out_log[d->nr_out_log++] = rec;
 	__atomic_store_n(&st->emitted[id], rec.seq + 1, __ATOMIC_RELEASE);
+}
+
+/* With d->lock held.  One line, made printable. */
+static void console__ring(struct devices *d, unsigned int id)
+{
+	const struct con_line *c = &mailbox(d, id)->con;
+	struct dev_status *st = status_page(d);
+	uint32_t len = c->len, i;
+	uint64_t seq = c->seq;
+	char text[ABI_CONSOLE_LINE];
+
+	if (len > ABI_CONSOLE_LINE)
+		len = ABI_CONSOLE_LINE;
+	for (i = 0; i < len; i++)
+		text[i] = isprint((unsigned char)c->text[i]) ? c->text[i] : '?';
+	info_msg("console %u: %.*s", id, (int)len, text);
+	__atomic_store_n(&st->con_done[id], seq + 1, __ATOMIC_RELEASE);
 }
 
 static void block__ring(struct devices *d, unsigned int id)
@@ -118,6 +215,8 @@ static void devices__poll_all(struct devices *d)
 			output__ring(d, i);
 		if (eventfd__take(d->blk_efd[i]))
 			block__ring(d, i);
+		if (eventfd__take(d->con_efd[i]))
+			console__ring(d, i);
 	}
 }
 
@@ -131,12 +230,13 @@ void devices__drain(struct devices *d)
 static void *devices__thread(void *arg)
 {
 	struct devices *d = arg;
-	struct pollfd pfd[2 * MAX_VCPUS + 1];
+	struct pollfd pfd[3 * MAX_VCPUS + 1];
 	unsigned int i, n = 0;
 
 	for (i = 0; i < d->vm->cfg.nr_vcpus; i++) {
 		pfd[n++] = (struct pollfd){ .fd = d->out_efd[i], .events = POLLIN };
 		pfd[n++] = (struct pollfd){ .fd = d->blk_efd[i], .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = d->con_efd[i], .events = POLLIN };
 	}
 	pfd[n++] = (struct pollfd){ .fd = d->stop_fd, .events = POLLIN };
 	for (;;) {
@@ -171,7 +271,8 @@ int devices__init(struct devices *d, struct vm *vm, int observer_fd,
 	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
 		d->out_efd[i] = ioeventfd__add(vm, ABI_PORT_OUTPUT(i));
 		d->blk_efd[i] = ioeventfd__add(vm, ABI_PORT_BLOCK(i));
-		if (d->out_efd[i] < 0 || d->blk_efd[i] < 0)
+		d->con_efd[i] = ioeventfd__add(vm, ABI_PORT_CONSOLE(i));
+		if (d->out_efd[i] < 0 || d->blk_efd[i] < 0 || d->con_efd[i] < 0)
 			return -EIO;
 	}
 	d->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -189,18 +290,4 @@ void devices__exit(struct devices *d)
 	devices__drain(d);
 	if (d->observer_fd >= 0)
 		close(d->observer_fd);
-}
-
-void devices__console(struct devices *d, unsigned int vcpu, uint8_t c)
-{
-	static char line[MAX_VCPUS][160];
-	static unsigned int len[MAX_VCPUS];
-
-	(void)d;
-	if (c != '\n' && len[vcpu] < sizeof(line[0]) - 1) {
-		line[vcpu][len[vcpu]++] = c;
-		return;
-	}
-	info_msg("console: %.*s", (int)len[vcpu], line[vcpu]);
-	len[vcpu] = 0;
 }

@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The observer: the outside world.  It receives the output records of
- * whichever copy of the guest is active, one UDP datagram each, and logs
+ * The observer: the outside world.  It accepts TCP connections from
+ * whichever copy of the guest is active (the primary, then the secondary
+ * after a takeover), reads the output records from each stream, and logs
  * every one, one line each: "vcpu seq source tsc arrival_ns", where
- * source numbers the senders in the order they appeared and the arrival
- * is on CLOCK_MONOTONIC.
+ * source numbers the connections in the order they were accepted and the
+ * arrival is on CLOCK_MONOTONIC.
+ *
+ * It acknowledges every segment at once (TCP_QUICKACK), because the
+ * primary waits for those acknowledgments before its next checkpoint.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,53 +24,104 @@
 #include "util.h"
 #include "wire.h"
 
-#define MAX_SOURCES	64
+#define MAX_CONNS	16
+
+struct conn {
+	int fd;
+	unsigned int source;
+	size_t have;			/* bytes of rec received */
+	struct out_record rec;
+};
+
+static void conn__close(struct conn *c, const char *why)
+{
+	if (c->have)
+		warn_msg("source %u: %s with %zu bytes of a record: dropped",
+			 c->source, why, c->have);
+	close(c->fd);
+	c->fd = -1;
+}
+
+/* Read what is there; false when the connection is finished. */
+static bool conn__read(struct conn *c, int log, uint64_t *records,
+		       int stats_ms)
+{
+	int one = 1;
+	ssize_t n;
+
+	n = read(c->fd, (uint8_t *)&c->rec + c->have, sizeof(c->rec) - c->have);
+	if (n < 0 && errno == EINTR)
+		return true;
+	if (n <= 0) {
+		conn__close(c, n ? strerror(errno) : "closed");
+		return false;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	c->have += n;
+	if (c->have < sizeof(c->rec))
+		return true;
+	c->have = 0;
+	if (c->rec.magic != ABI_RECORD_MAGIC) {
+		warn_msg("source %u: not a record (magic %#x): framing lost, closing",
+			 c->source, c->rec.magic);
+		conn__close(c, "framing lost");
+		return false;
+	}
+	dprintf(log, "%u %llu %u %llu %llu\n", c->rec.vcpu,
+		(unsigned long long)c->rec.seq, c->source,
+		(unsigned long long)c->rec.tsc, (unsigned long long)now_ns());
+	if (stats_ms && ++*records % 50 == 0)
+		info_msg("%llu records so far, latest vcpu %u seq %llu",
+			 (unsigned long long)*records, c->rec.vcpu,
+			 (unsigned long long)c->rec.seq);
+	return true;
+}
 
 int observer__main(const struct options *o)
 {
-	struct sockaddr_in sa = {
-		.sin_family = AF_INET,
-		.sin_port = htons(o->observer_port),
-	}, from, src[MAX_SOURCES];
-	unsigned int n = 0, i;
+	struct conn conn[MAX_CONNS];
+	struct pollfd pfd[MAX_CONNS + 1];
+	unsigned int sources = 0, i, n;
 	uint64_t records = 0;
-	struct out_record rec;
-	int fd, log;
+	int lfd, log, fd;
 
 	prog_role = "observer";
 	log = open(o->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
 		   0644);
 	if (log < 0)
 		die("record log %s: %m", o->log);
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
-		die("cannot listen on UDP port %d: %m", o->observer_port);
+	lfd = wire__listen("0.0.0.0", o->observer_port);
+	if (lfd < 0)
+		die("cannot listen on TCP port %d: %s", o->observer_port,
+		    strerror(-lfd));
+	for (i = 0; i < MAX_CONNS; i++)
+		conn[i].fd = -1;
 	for (;;) {
-		socklen_t len = sizeof(from);
-		ssize_t got = recvfrom(fd, &rec, sizeof(rec), 0,
-				       (struct sockaddr *)&from, &len);
-
-		if (got < 0 && errno == EINTR)
+		pfd[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		for (i = 0, n = 1; i < MAX_CONNS; i++)
+			pfd[n++] = (struct pollfd){ .fd = conn[i].fd,
+						    .events = POLLIN };
+		if (poll(pfd, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll: %m");
+		}
+		for (i = 0; i < MAX_CONNS; i++)
+			if (conn[i].fd >= 0 && pfd[i + 1].revents)
+				conn__read(&conn[i], log, &records, o->stats_ms);
+		if (!pfd[0].revents)
 			continue;
-		if (got < 0)
-			die("recvfrom: %m");
-		if (got != sizeof(rec) || rec.magic != ABI_RECORD_MAGIC) {
-			warn_msg("a datagram that is not a record (%zd bytes): ignored",
-				 got);
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		for (i = 0; i < MAX_CONNS && conn[i].fd >= 0; i++)
+			;
+		if (i == MAX_CONNS) {
+			warn_msg("more than %d senders at once: refusing one",
+				 MAX_CONNS);
+			close(fd);
 			continue;
 		}
-		for (i = 0; i < n; i++)
-			if (src[i].sin_addr.s_addr == from.sin_addr.s_addr &&
-			    src[i].sin_port == from.sin_port)
-				break;
-		if (i == n && n < MAX_SOURCES)
-			src[n++] = from;
-		dprintf(log, "%u %llu %u %llu %llu\n", rec.vcpu,
-			(unsigned long long)rec.seq, i,
-			(unsigned long long)rec.tsc, (unsigned long long)now_ns());
-		if (o->stats_ms && ++records % 50 == 0)
-			info_msg("%llu records so far, latest vcpu %u seq %llu",
-				 (unsigned long long)records, rec.vcpu,
-				 (unsigned long long)rec.seq);
+		conn[i] = (struct conn){ .fd = fd, .source = sources++ };
 	}
 }

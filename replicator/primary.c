@@ -140,6 +140,15 @@ static void link__log_pending(struct vmm *vmm, uint64_t seq)
 	}
 }
 
+/* With rlink.lock held: send checkpoint seq, damaged if the test asks. */
+static int link__send_ckpt(struct vmm *vmm, uint64_t seq, unsigned int try)
+{
+	if (!try && rlink.corrupt_every && seq % rlink.corrupt_every == 0)
+		return wire__send_damaged(rlink.fd, MSG_CKPT, seq, vmm->ck.p,
+					  vmm->ck.len, seq * 7919 % vmm->ck.len);
+	return wire__send(rlink.fd, MSG_CKPT, seq, vmm->ck.p, vmm->ck.len);
+}
+
 /* An acknowledgment or refusal of checkpoint seq; false: link lost. */
 static bool link__reply(uint64_t seq, int r, const struct msg_hdr *h)
 {
@@ -183,12 +192,7 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 			link__unprotected(seq);
 			return 0;
 		}
-		if (!tries && rlink.corrupt_every && seq % rlink.corrupt_every == 0)
-			r = wire__send_damaged(rlink.fd, MSG_CKPT, seq, vmm->ck.p,
-					       vmm->ck.len, seq * 7919 % vmm->ck.len);
-		else
-			r = wire__send(rlink.fd, MSG_CKPT, seq, vmm->ck.p,
-				       vmm->ck.len);
+		r = link__send_ckpt(vmm, seq, tries);
 		pthread_mutex_unlock(&rlink.lock);
 		if (!r)
 			r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 256,
@@ -205,6 +209,20 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 	link__reply(seq, r, &h);
 	link__unprotected(seq);
 	return -EPROTO;
+}
+
+/*
+ * Pipelined, before the checkpoint is built: the previous one is
+ * acknowledged and its epoch released, so the output settles.
+ */
+static void primary__prepare_pipelined(struct vmm *vmm, uint64_t seq)
+{
+	(void)vmm;
+	(void)seq;
+	pthread_mutex_lock(&rlink.lock);
+	while (rlink.up && rlink.inflight)
+		pthread_cond_wait(&rlink.acked, &rlink.lock);
+	pthread_mutex_unlock(&rlink.lock);
 }
 
 /* Pipelined: wait for the previous checkpoint, close the epoch, send. */
@@ -226,7 +244,9 @@ static int primary__commit_pipelined(struct vmm *vmm, uint64_t seq)
 		pthread_mutex_unlock(&rlink.lock);
 		return -EIO;
 	}
-	r = wire__send(rlink.fd, MSG_CKPT, seq, vmm->ck.p, vmm->ck.len);
+	if (rlink.nb)
+		devices__mark(&vmm->dev);
+	r = link__send_ckpt(vmm, seq, 0);
 	if (r)
 		link__lost_locked(seq, wire__strerror(r));
 	else
@@ -235,14 +255,19 @@ static int primary__commit_pipelined(struct vmm *vmm, uint64_t seq)
 	return r ? -EPIPE : 0;
 }
 
-/* Pipelined: the acknowledgments, each releasing one epoch of output. */
+/*
+ * Pipelined: the acknowledgments, each releasing one epoch of output.  A
+ * refused checkpoint is sent again, twice, from vmm->ck: the next one is
+ * not built before this one is acknowledged (primary__prepare_pipelined).
+ */
 static void *link__reader(void *arg)
 {
+	struct vmm *vmm = arg;
+	unsigned int refusals = 0;
 	struct msg_hdr h;
 	uint64_t seq;
 	int r;
 
-	(void)arg;
 	for (;;) {
 		r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 256,
 			       rlink.timeout_ms);
@@ -256,15 +281,24 @@ static void *link__reader(void *arg)
 				return NULL;
 			continue;
 		}
-		pthread_mutex_unlock(&rlink.lock);
-		if (!r && h.type == MSG_NAK) {
-			/* The checkpoint buffer holds the next one by now. */
-			pthread_mutex_lock(&rlink.lock);
-			wire__send(rlink.fd, MSG_DETACH, seq, NULL, 0);
+		if (!r && h.type == MSG_NAK && h.seq == seq && refusals < 2) {
+			refusals++;
+			warn_msg("the secondary refused checkpoint %llu (%.*s); sending it again",
+				 (unsigned long long)seq, (int)h.len, rlink.buf);
+			r = link__send_ckpt(vmm, seq, refusals);
+			if (r)
+				link__lost_locked(seq, wire__strerror(r));
 			pthread_mutex_unlock(&rlink.lock);
+			if (r)
+				return NULL;
+			continue;
 		}
+		if (!r && h.type == MSG_NAK)
+			wire__send(rlink.fd, MSG_DETACH, seq, NULL, 0);
+		pthread_mutex_unlock(&rlink.lock);
 		if (!link__reply(seq, r, &h))
 			return NULL;
+		refusals = 0;
 		pthread_mutex_lock(&rlink.lock);
 		if (rlink.nb && netbuf__release(rlink.nb))
 			link__lost_locked(seq, "cannot release network output");
@@ -283,8 +317,7 @@ static void primary__connect(struct vmm *vmm, const struct options *o)
 	wire__send_timeout(rlink.fd, o->timeout_ms);
 	rlink.up = true;
 	rlink.pipelined = o->pipelined;
-	/* Held output is part of the checkpoint that releases it. */
-	vmm->dev.output_held = o->pipelined && o->plug_dev;
+	vmm->dev.settle_ms = o->timeout_ms;
 	if (o->plug_dev) {
 		rlink.nb = netbuf__open(o->plug_dev);
 		if (!rlink.nb)
@@ -324,10 +357,13 @@ int primary__main(const struct options *o)
 		r = vm__start_vcpus(&vmm.vm);
 	if (r)
 		die("cannot set up the guest: %s", strerror(-r));
-	obs = o->observer ? wire__udp_connect(o->observer, o->observer_port) : -1;
+	obs = o->observer ? wire__connect(o->observer, o->observer_port,
+					  10000) : -1;
 	if (o->observer && obs < 0)
 		die("cannot reach the observer at %s:%d: %s", o->observer,
 		    o->observer_port, strerror(-obs));
+	if (obs >= 0)
+		wire__send_timeout(obs, o->timeout_ms);
 	blk = blk__open(o->block, o->vm.nr_vcpus);
 	r = devices__init(&vmm.dev, &vmm.vm, obs, blk);
 	if (!r)
@@ -353,8 +389,9 @@ int primary__main(const struct options *o)
 			 vmm.ck.len, rlink.pipelined ? "pipelined" : "synchronous");
 		pthread_create(&heartbeat, NULL, link__heartbeat, NULL);
 		if (rlink.pipelined) {
+			vmm.prepare = primary__prepare_pipelined;
 			vmm.commit = primary__commit_pipelined;
-			pthread_create(&reader, NULL, link__reader, NULL);
+			pthread_create(&reader, NULL, link__reader, &vmm);
 		}
 	}
 

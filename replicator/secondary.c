@@ -92,9 +92,13 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 	if (r)
 		die("cannot restore checkpoint %llu: %s",
 		    (unsigned long long)rep->seq, strerror(-r));
-	obs = o->observer ? wire__udp_connect(o->observer, o->observer_port) : -1;
+	obs = o->observer ? wire__connect(o->observer, o->observer_port,
+					  o->timeout_ms) : -1;
 	if (o->observer && obs < 0)
-		warn_msg("cannot reach the observer: output is dropped");
+		warn_msg("cannot reach the observer at %s:%d (%s): output is dropped",
+			 o->observer, o->observer_port, strerror(-obs));
+	if (obs >= 0)
+		wire__send_timeout(obs, o->timeout_ms);
 	r = devices__init(&vmm.dev, &vmm.vm, obs, rep->blk_fd);
 	if (!r)
 		r = vmm__init(&vmm, &o->guest);

@@ -105,7 +105,10 @@ int vmm__checkpoint(struct vmm *vmm, bool full)
 	unsigned int i;
 	int r;
 
+	if (vmm->prepare)
+		vmm->prepare(vmm, head.seq);
 	devices__drain(&vmm->dev);
+	devices__settle(&vmm->dev);
 	vmm->last_harvest_ns = now_ns();
 	n = vm__harvest(vm, vmm->gfns, vmm->max_gfns - 1);
 	vmm->last_harvest_ns = now_ns() - vmm->last_harvest_ns;
@@ -133,10 +136,8 @@ int vmm__checkpoint(struct vmm *vmm, bool full)
 	ck__add_irq(&vmm->ck, &irq);
 	pthread_mutex_lock(&vmm->dev.lock);
 	ck__add_dev(&vmm->ck, vmm->dev.blk_log, vmm->dev.nr_blk_log,
-		    vmm->dev.out_log, vmm->dev.nr_out_log,
-		    vmm->dev.output_held ? CK_DEV_OUTPUT_HELD : 0);
+		    vmm->dev.out_log, vmm->dev.nr_out_log, CK_DEV_OUTPUT_HELD);
 	vmm->dev.nr_blk_log = 0;
-	vmm->dev.nr_out_log = 0;
 	pthread_mutex_unlock(&vmm->dev.lock);
 	ck__add_end(&vmm->ck);
 	vmm->last_pages = n;
@@ -191,16 +192,10 @@ static void vmm__sync(struct vmm *vmm, uint64_t t0)
 static void vmm__io(struct vmm *vmm, struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
-	uint8_t *data = (uint8_t *)run + run->io.data_offset;
-	uint32_t i;
 
 	if (run->io.direction != KVM_EXIT_IO_OUT)
 		die("vcpu %u: read of port %#x", vcpu->id, run->io.port);
 	switch (run->io.port) {
-	case ABI_PORT_CONSOLE:
-		for (i = 0; i < run->io.count * run->io.size; i++)
-			devices__console(&vmm->dev, vcpu->id, data[i]);
-		break;
 	case ABI_PORT_DONE:
 		vmm->vcpu_done[vcpu->id] = true;
 		vmm->done++;

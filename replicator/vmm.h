@@ -22,6 +22,8 @@ struct vmm;
  * send it and wait for the acknowledgment.  NULL: run unprotected.
  */
 typedef int (*commit_fn)(struct vmm *vmm, uint64_t seq);
+/* Called with every vCPU stopped, before checkpoint seq is built. */
+typedef void (*prepare_fn)(struct vmm *vmm, uint64_t seq);
 
 struct vmm {
 	struct vm vm;
@@ -41,6 +43,7 @@ struct vmm {
 	uint64_t *gfns;
 	uint64_t *seen;			/* bitmap for vmm__dedup() */
 	size_t max_gfns;
+	prepare_fn prepare;
 	commit_fn commit;
 	struct stats stats;
 };

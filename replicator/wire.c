@@ -208,32 +208,6 @@ int wire__accept(int lfd, int timeout_ms)
 	return fd;
 }
 
-/*
- * A UDP socket with addr:port as its destination: the output device's
- * "wire".  Each record is one datagram, which enters the interface's
- * qdisc in the send call itself, so that the plug's epochs and the
- * checkpoints' output logs agree exactly (TCP may hold data back in the
- * socket for its windows and send it in a later epoch).
- */
-int wire__udp_connect(const char *addr, int port)
-{
-	struct sockaddr_in sa;
-	int fd;
-
-	if (wire__addr(addr, port, &sa))
-		return -EINVAL;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
 /* Retry until timeout_ms: the peer may still be starting. */
 int wire__connect(const char *addr, int port, int timeout_ms)
 {

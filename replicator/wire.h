@@ -66,6 +66,5 @@ void wire__send_timeout(int fd, int ms);
 int wire__listen(const char *addr, int port);
 int wire__accept(int lfd, int timeout_ms);
 int wire__connect(const char *addr, int port, int timeout_ms);
-int wire__udp_connect(const char *addr, int port);
 
 #endif /* REPLICATOR_WIRE_H */

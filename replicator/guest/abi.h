@@ -38,13 +38,18 @@
 #define ABI_DATA		0x400000ULL
 
 /*
- * Ports.  The doorbells are ioeventfds (in-kernel, so Kemari syncs on
- * them); the console and the done port exit to the VMM.
+ * Ports.  The doorbells (output, block, console) are ioeventfds: in-kernel,
+ * so Kemari syncs before each takes effect, and each is replayed once
+ * after a takeover.  The done port exits to the VMM; it tells the VMM the
+ * guest is finished and is not output.
  */
 #define ABI_PORT_OUTPUT(id)	(0x600 + (id))
 #define ABI_PORT_BLOCK(id)	(0x610 + (id))
 #define ABI_PORT_DONE		0x620
-#define ABI_PORT_CONSOLE	0x3f8
+#define ABI_PORT_CONSOLE(id)	(0x630 + (id))
+
+/* Console: one line per doorbell, without its newline. */
+#define ABI_CONSOLE_LINE	240
 
 /* Block device: each vCPU owns ABI_SECTORS_PER_VCPU sectors of its own. */
 #define ABI_SECTOR_SIZE		512
@@ -67,6 +72,7 @@ struct guest_config {
 struct dev_status {
 	uint64_t emitted[ABI_MAX_VCPUS];	/* output records sent */
 	uint64_t blk_done[ABI_MAX_VCPUS];	/* block writes done */
+	uint64_t con_done[ABI_MAX_VCPUS];	/* console lines printed */
 };
 
 /* One output record; the observer receives it as is. */
@@ -86,10 +92,18 @@ struct blk_request {
 	uint8_t data[ABI_SECTOR_SIZE];
 };
 
+struct con_line {
+	uint64_t seq;
+	uint32_t len;		/* the VMM prints at most ABI_CONSOLE_LINE */
+	char text[ABI_CONSOLE_LINE];
+};
+
 struct mailbox {
 	struct out_record rec;
 	uint8_t pad[0x800 - sizeof(struct out_record)];
 	struct blk_request blk;
+	uint8_t pad2[0x400 - sizeof(struct blk_request)];
+	struct con_line con;
 };
 
 struct vstate {
@@ -100,6 +114,7 @@ struct vstate {
 	uint64_t check_errors;
 	uint64_t tsc_errors;
 	uint64_t initialised;
+	uint64_t con_seq;	/* next console line */
 };
 
 /*

@@ -19,11 +19,6 @@ static inline void outl(uint16_t port, uint32_t val)
 	asm volatile("outl %0, %1" : : "a"(val), "Nd"(port) : "memory");
 }
 
-static inline void outb(uint16_t port, uint8_t val)
-{
-	asm volatile("outb %0, %1" : : "a"(val), "Nd"(port) : "memory");
-}
-
 static inline uint64_t rdtsc(void)
 {
 	uint32_t lo, hi;
@@ -37,13 +32,34 @@ static inline void cpu_relax(void)
 	asm volatile("pause" ::: "memory");
 }
 
-static void console_puts(const char *s)
+/* Ring the console doorbell for the line in the mailbox, and wait. */
+static void console_flush(uint32_t id, struct vstate *st)
 {
-	while (*s)
-		outb(ABI_PORT_CONSOLE, *s++);
+	struct dev_status *status = (void *)ABI_STATUS;
+	struct mailbox *mb = (void *)ABI_MAILBOX(id);
+
+	mb->con.seq = st->con_seq;
+	outl(ABI_PORT_CONSOLE(id), (uint32_t)st->con_seq);
+	while (__atomic_load_n(&status->con_done[id], __ATOMIC_ACQUIRE) <=
+	       st->con_seq)
+		cpu_relax();
+	mb->con.len = 0;
+	st->con_seq++;
 }
 
-static void console_putu(uint64_t v)
+static void console_puts(uint32_t id, struct vstate *st, const char *s)
+{
+	struct mailbox *mb = (void *)ABI_MAILBOX(id);
+
+	for (; *s; s++) {
+		if (*s != '\n')
+			mb->con.text[mb->con.len++] = *s;
+		if (*s == '\n' || mb->con.len == ABI_CONSOLE_LINE)
+			console_flush(id, st);
+	}
+}
+
+static void console_putu(uint32_t id, struct vstate *st, uint64_t v)
 {
 	char buf[24];
 	int i = sizeof(buf) - 1;
@@ -53,7 +69,7 @@ static void console_putu(uint64_t v)
 		buf[--i] = '0' + v % 10;
 		v /= 10;
 	} while (v);
-	console_puts(&buf[i]);
+	console_puts(id, st, &buf[i]);
 }
 
 static void tsc_check(struct vstate *st)
@@ -165,17 +181,17 @@ void guest_main(uint32_t id)
 	for (n = 0; n < cfg->data_pages; n++)
 		page_check(st, data_page(cfg, id, n), n);
 	tsc_check(st);
-	console_puts("guest: vcpu ");
-	console_putu(id);
-	console_puts(" done: ");
-	console_putu(st->seq);
-	console_puts(" records, ");
-	console_putu(st->checks);
-	console_puts(" page checks, ");
-	console_putu(st->check_errors);
-	console_puts(" check errors, ");
-	console_putu(st->tsc_errors);
-	console_puts(" tsc errors\n");
+	console_puts(id, st, "guest: vcpu ");
+	console_putu(id, st, id);
+	console_puts(id, st, " done: ");
+	console_putu(id, st, st->seq);
+	console_puts(id, st, " records, ");
+	console_putu(id, st, st->checks);
+	console_puts(id, st, " page checks, ");
+	console_putu(id, st, st->check_errors);
+	console_puts(id, st, " check errors, ");
+	console_putu(id, st, st->tsc_errors);
+	console_puts(id, st, " tsc errors\n");
 	for (;;)
 		outl(ABI_PORT_DONE, id);
 }

@@ -13,7 +13,8 @@
  *                a fence that kills the primary -> takeover, a fence
  *                that fails -> refusal
  *   pipelined    the primary in a network namespace, its output through
- *                a veth with a plug qdisc, acknowledgments delayed: no
+ *                a veth with a plug qdisc, acknowledgments delayed, every
+ *                7th checkpoint damaged once (refused, sent again): no
  *                record reaches the observer before the checkpoint that
  *                covers it is acknowledged; and without the plug (the
  *                control) records do arrive early, so the check can fail
@@ -451,7 +452,8 @@ static int veth_add(const char *name, const char *peer, pid_t pid)
  * the plug), 10.78.n/24 the replication link.
  */
 static pid_t pipelined__primary(const struct run *run, bool plug,
-				const char *events, unsigned int n)
+				const char *events, unsigned int n,
+				const char *corrupt)
 {
 	char port[16], oport[16], records[16], odev[16], rdev[16], cmd[512];
 	char ohost[32], rhost[32], plugdev[24], blk[80];
@@ -473,12 +475,21 @@ static pid_t pipelined__primary(const struct run *run, bool plug,
 		die("pipe: %m");
 	pid = fork();
 	if (pid == 0) {
-		char *argv[] = { exe, "primary", "--peer", rhost, "--port", port,
-				 "--block", blk, "--observer", ohost,
-				 "--observer-port", oport, "--records", records,
-				 "--stats", "0", "--pipelined", "--event-log",
-				 (char *)events, plug ? "--plug-dev" : NULL,
-				 plugdev, NULL };
+		char *argv[24] = { exe, "primary", "--peer", rhost, "--port",
+				   port, "--block", blk, "--observer", ohost,
+				   "--observer-port", oport, "--records", records,
+				   "--stats", "0", "--pipelined", "--event-log",
+				   (char *)events };
+		unsigned int a = 19;
+
+		if (plug) {
+			argv[a++] = "--plug-dev";
+			argv[a++] = plugdev;
+		}
+		if (corrupt) {
+			argv[a++] = "--corrupt-every";
+			argv[a++] = (char *)corrupt;
+		}
 		int fd = open(run->pri_err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
 		dup2(fd, 1);
@@ -554,7 +565,7 @@ static void run__start(struct run *run, unsigned int round,
 	usleep(100000);
 	if (pipelined) {
 		run->primary = pipelined__primary(run, true, "/dev/null",
-						  round % 100);
+						  round % 100, corrupt);
 	} else {
 		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
 				 "--port", port, "--block", blk,
@@ -704,7 +715,8 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 		 * again); the kill comes before the last records.
 		 */
 		bool pipelined = round % 4 == 3;
-		const char *corrupt = round % 4 == 1 ? "5" : NULL;
+		const char *corrupt = round % 4 == 1 || round % 8 == 7 ?
+				      "5" : NULL;
 		unsigned int at = 1 + rnd() % (NR_VCPUS * RECORDS - 10), dups = 0;
 		unsigned int delay_us = rnd() % 20000;
 		char why[256] = "", what[160];
@@ -863,7 +875,8 @@ static void pipelined(bool plug)
 		run.secondary = spawn(run.sec_err, argv);
 	}
 	usleep(200000);
-	run.primary = pipelined__primary(&run, plug, events, n);
+	run.primary = pipelined__primary(&run, plug, events, n,
+					 plug ? "7" : NULL);
 	st_pri = reap(run.primary, 300);
 	st_sec = reap(run.secondary, 60);
 	run__stop_observer(&run);
@@ -871,11 +884,14 @@ static void pipelined(bool plug)
 	pipelined__check(&run, events, &checked, &early);
 	ok = exited(st_pri, 0) && file_has(run.pri_err, "verify: ok") &&
 	     file_has(run.pri_err, "running protected, pipelined") &&
+	     (!plug || file_has(run.pri_err, "sending it again")) &&
+	     !file_has(run.pri_err, "UNPROTECTED") &&
 	     exited(st_sec, 0) &&
 	     run__check_stream(&run, 0, &dups, why, sizeof(why)) &&
 	     checked == NR_VCPUS * RECORDS && (plug ? !early : early > 0);
 	tap(ok, "pipelined, %s: %u of %u records reached the observer before their checkpoint was acknowledged (%s)%s%s",
-	    plug ? "output held in a plug qdisc" : "control without the plug",
+	    plug ? "output held in a plug qdisc, every 7th checkpoint damaged once and sent again" :
+		   "control without the plug",
 	    early, checked, plug ? "must be 0" : "must be > 0, or the check is blind",
 	    *why ? "; " : "", why);
 	if (!ok)
