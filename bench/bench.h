@@ -66,12 +66,13 @@ static inline int bench_vm_create(int kvm_fd, uint64_t kemari_flags)
 }
 
 /* vCPU 0 of @vm_fd in *@vcpu_fd; returns its kvm_run. */
-static inline struct kvm_run *bench_vcpu_create(int kvm_fd, int vm_fd,
-						int *vcpu_fd)
+static inline struct kvm_run *bench_vcpu_create_id(int kvm_fd, int vm_fd,
+						   unsigned long id,
+						   int *vcpu_fd)
 {
 	struct kvm_run *run;
 
-	*vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0);
+	*vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, id);
 	if (*vcpu_fd < 0)
 		die("KVM_CREATE_VCPU");
 	run = mmap(NULL, ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0),
@@ -79,6 +80,12 @@ static inline struct kvm_run *bench_vcpu_create(int kvm_fd, int vm_fd,
 	if (run == MAP_FAILED)
 		die("mmap kvm_run");
 	return run;
+}
+
+static inline struct kvm_run *bench_vcpu_create(int kvm_fd, int vm_fd,
+						int *vcpu_fd)
+{
+	return bench_vcpu_create_id(kvm_fd, vm_fd, 0, vcpu_fd);
 }
 
 #define BENCH_MEM_SIZE	0x10000

@@ -15,9 +15,20 @@
  * mapped with MAP_NORESERVE, so a size larger than the machine works as
  * long as the dirtied pages fit; -s limits the largest size in GiB.
  * It needs only /dev/kvm, so it runs as well on real hardware.
+ *
+ * Two more tables explain the first.  "Where the time goes" splits each
+ * variant in two: reading the ring entries against KVM_RESET_DIRTY_RINGS,
+ * and KVM_GET_DIRTY_LOG (with the scan of the bitmap) against
+ * KVM_CLEAR_DIRTY_LOG.  Both re-protect the same pages, so their second
+ * halves cost about the same, and the ring can only win by what the first
+ * halves save.  "Per-vCPU rings" spreads the same dirty pages over 1 to 8
+ * vCPUs: if harvesting 8 rings costs what one does, a per-VM ring (one
+ * list for the whole VM, which issue 4 asks to justify first) has nothing
+ * to win at a sync point.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +56,7 @@
 #define PORT		0xe0
 #define RING_ENTRIES	65536
 #define MAX_ROUNDS	32
+#define MAX_VCPUS	8
 
 /* rdi: first address, rsi: count, rdx: stride; store, then OUT. */
 static const uint8_t guest_code[] = {
@@ -59,12 +71,20 @@ static const uint8_t guest_code[] = {
 struct bench_vm {
 	bool ring;
 	void *low, *data;
-	int vm_fd, vcpu_fd;
-	struct kvm_run *run;
-	struct kvm_dirty_gfn *gfns;
-	uint32_t fetch;
+	int vm_fd;
+	unsigned int nr_vcpus;
+	int vcpu_fd[MAX_VCPUS];
+	struct kvm_run *run[MAX_VCPUS];
+	struct kvm_dirty_gfn *gfns[MAX_VCPUS];
+	uint32_t fetch[MAX_VCPUS];
 	uint64_t size;
 	unsigned long *bitmap;
+};
+
+/* One harvest's time, in its two halves (ns). */
+struct split {
+	double collect;		/* ring: read entries; bitmap: GET + scan */
+	double protect;		/* ring: RESET_DIRTY_RINGS; bitmap: CLEAR */
 };
 
 static int kvm_fd;
@@ -94,7 +114,7 @@ static void set_slot(struct bench_vm *b, uint32_t slot, uint64_t gpa,
 }
 
 /* Identity-map the first 32 GiB with 2 MiB pages; enter long mode. */
-static void bench__long_mode(struct bench_vm *b, uint8_t *low)
+static void bench__long_mode(uint8_t *low, int vcpu_fd)
 {
 	struct kvm_segment cs = {
 		.selector = 8, .limit = 0xffffffff, .type = 11, .present = 1,
@@ -121,9 +141,9 @@ static void bench__long_mode(struct bench_vm *b, uint8_t *low)
 		pd[i] = ((uint64_t)i << 21) | 0x83;
 
 	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, &cpuid) ||
-	    ioctl(b->vcpu_fd, KVM_SET_CPUID2, &cpuid))
+	    ioctl(vcpu_fd, KVM_SET_CPUID2, &cpuid))
 		die("KVM_SET_CPUID2");
-	if (ioctl(b->vcpu_fd, KVM_GET_SREGS, &sregs))
+	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs))
 		die("KVM_GET_SREGS");
 	sregs.cr0 = 0x80050033;		/* PG, AM, WP, NE, ET, MP, PE */
 	sregs.cr3 = PML4_GPA;
@@ -131,20 +151,23 @@ static void bench__long_mode(struct bench_vm *b, uint8_t *low)
 	sregs.efer = 0x500;		/* LMA, LME */
 	sregs.cs = cs;
 	sregs.ds = sregs.es = sregs.ss = sregs.fs = sregs.gs = ds;
-	if (ioctl(b->vcpu_fd, KVM_SET_SREGS, &sregs))
+	if (ioctl(vcpu_fd, KVM_SET_SREGS, &sregs))
 		die("KVM_SET_SREGS");
 }
 
-static void bench__create(struct bench_vm *b, bool ring, uint64_t size)
+static void bench__create(struct bench_vm *b, bool ring, uint64_t size,
+			  unsigned int nr_vcpus)
 {
 	struct kvm_enable_cap cap = { 0 };
 	uint8_t *low = guest_mem(LOW_SIZE);
+	unsigned int v;
 
 	memset(b, 0, sizeof(*b));
 	b->low = low;
 	b->data = guest_mem(size);
 	b->ring = ring;
 	b->size = size;
+	b->nr_vcpus = nr_vcpus;
 	b->vm_fd = bench_vm_create(kvm_fd, 0);
 	if (ring) {
 		cap.cap = KVM_CAP_DIRTY_LOG_RING;
@@ -166,28 +189,39 @@ static void bench__create(struct bench_vm *b, bool ring, uint64_t size)
 			die("calloc bitmap");
 	}
 
-	b->run = bench_vcpu_create(kvm_fd, b->vm_fd, &b->vcpu_fd);
-	if (ring) {
-		b->gfns = mmap(NULL, RING_ENTRIES * sizeof(struct kvm_dirty_gfn),
-			       PROT_READ | PROT_WRITE, MAP_SHARED, b->vcpu_fd,
-			       KVM_DIRTY_LOG_PAGE_OFFSET * PAGE);
-		if (b->gfns == MAP_FAILED)
-			die("mmap dirty ring");
+	for (v = 0; v < nr_vcpus; v++) {
+		b->run[v] = bench_vcpu_create_id(kvm_fd, b->vm_fd, v,
+						 &b->vcpu_fd[v]);
+		if (ring) {
+			b->gfns[v] = mmap(NULL, RING_ENTRIES * sizeof(struct kvm_dirty_gfn),
+					  PROT_READ | PROT_WRITE, MAP_SHARED,
+					  b->vcpu_fd[v],
+					  KVM_DIRTY_LOG_PAGE_OFFSET * PAGE);
+			if (b->gfns[v] == MAP_FAILED)
+				die("mmap dirty ring");
+		}
+		bench__long_mode(low, b->vcpu_fd[v]);
 	}
-	bench__long_mode(b, low);
 }
 
 static void bench__destroy(struct bench_vm *b)
 {
-	close(b->vcpu_fd);
+	unsigned int v;
+
+	for (v = 0; v < b->nr_vcpus; v++) {
+		if (b->ring)
+			munmap(b->gfns[v], RING_ENTRIES * sizeof(struct kvm_dirty_gfn));
+		munmap(b->run[v], ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0));
+		close(b->vcpu_fd[v]);
+	}
 	close(b->vm_fd);
 	munmap(b->low, LOW_SIZE);
 	munmap(b->data, b->size);
 	free(b->bitmap);
 }
 
-/* Harvest and re-protect; returns the pages found. */
-static uint64_t bench__harvest(struct bench_vm *b)
+/* Harvest and re-protect, adding the time of each half; returns the pages. */
+static uint64_t bench__harvest(struct bench_vm *b, struct split *t)
 {
 	struct kvm_clear_dirty_log clear = {
 		.slot = DATA_SLOT, .num_pages = b->size / PAGE,
@@ -196,66 +230,90 @@ static uint64_t bench__harvest(struct bench_vm *b)
 	struct kvm_dirty_log get = {
 		.slot = DATA_SLOT, .dirty_bitmap = b->bitmap,
 	};
+	double t0 = now_ns(), t1;
 	struct kvm_dirty_gfn *e;
 	uint64_t n = 0, i;
+	unsigned int v;
 
 	if (b->ring) {
-		for (;;) {
-			e = &b->gfns[b->fetch % RING_ENTRIES];
-			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
-			      KVM_DIRTY_GFN_F_DIRTY))
-				break;
-			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
-					 __ATOMIC_RELEASE);
-			b->fetch++;
-			n++;
+		for (v = 0; v < b->nr_vcpus; v++) {
+			for (;;) {
+				e = &b->gfns[v][b->fetch[v] % RING_ENTRIES];
+				if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+				      KVM_DIRTY_GFN_F_DIRTY))
+					break;
+				__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+						 __ATOMIC_RELEASE);
+				b->fetch[v]++;
+				n++;
+			}
 		}
+		t1 = now_ns();
 		if (ioctl(b->vm_fd, KVM_RESET_DIRTY_RINGS, 0) != (int)n)
 			die("KVM_RESET_DIRTY_RINGS");
-		return n;
+	} else {
+		if (ioctl(b->vm_fd, KVM_GET_DIRTY_LOG, &get))
+			die("KVM_GET_DIRTY_LOG");
+		for (i = 0; i < b->size / PAGE / 64; i++)
+			n += __builtin_popcountl(b->bitmap[i]);
+		t1 = now_ns();
+		if (ioctl(b->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear))
+			die("KVM_CLEAR_DIRTY_LOG");
 	}
-
-	if (ioctl(b->vm_fd, KVM_GET_DIRTY_LOG, &get))
-		die("KVM_GET_DIRTY_LOG");
-	for (i = 0; i < b->size / PAGE / 64; i++)
-		n += __builtin_popcountl(b->bitmap[i]);
-	if (ioctl(b->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear))
-		die("KVM_CLEAR_DIRTY_LOG");
+	t->collect += t1 - t0;
+	t->protect += now_ns() - t1;
 	return n;
 }
 
-/* One checkpoint's worth of guest stores; returns the harvest time. */
-static double bench__round(struct bench_vm *b, uint64_t dirty)
+/* Run vCPU v to its OUT, harvesting whenever a ring fills. */
+static uint64_t bench__run_vcpu(struct bench_vm *b, unsigned int v,
+				struct split *t)
 {
-	uint64_t stride = b->size / dirty / PAGE * PAGE, found = 0;
-	struct kvm_regs regs = {
-		.rip = CODE_GPA, .rflags = 2, .rdi = DATA_GPA, .rsi = dirty,
-		.rdx = stride, .rax = 0x4b4d,
-	};
-	double t, ns = 0;
+	uint64_t found = 0;
 
-	if (ioctl(b->vcpu_fd, KVM_SET_REGS, &regs))
-		die("KVM_SET_REGS");
 	for (;;) {
-		if (ioctl(b->vcpu_fd, KVM_RUN, 0)) {
+		if (ioctl(b->vcpu_fd[v], KVM_RUN, 0)) {
 			if (errno == EINTR)
 				continue;
 			die("KVM_RUN");
 		}
-		if (b->run->exit_reason == KVM_EXIT_IO)
-			break;
-		if (b->run->exit_reason != KVM_EXIT_DIRTY_RING_FULL) {
+		if (b->run[v]->exit_reason == KVM_EXIT_IO)
+			return found;
+		if (b->run[v]->exit_reason != KVM_EXIT_DIRTY_RING_FULL) {
 			fprintf(stderr, "kemari-dirty-bench: exit reason %u\n",
-				b->run->exit_reason);
+				b->run[v]->exit_reason);
 			exit(1);
 		}
-		t = now_ns();
-		found += bench__harvest(b);
-		ns += now_ns() - t;
+		found += bench__harvest(b, t);
 	}
-	t = now_ns();
-	found += bench__harvest(b);
-	ns += now_ns() - t;
+}
+
+/*
+ * One checkpoint's worth of guest stores, spread evenly over the slot and
+ * dealt out to the vCPUs in turn; returns the harvest time.
+ */
+static double bench__round(struct bench_vm *b, uint64_t dirty,
+			   struct split *split)
+{
+	uint64_t stride = b->size / dirty / PAGE * PAGE, found = 0;
+	unsigned int v, nr = b->nr_vcpus;
+	struct split t = { 0, 0 };
+
+	for (v = 0; v < nr; v++) {
+		struct kvm_regs regs = {
+			.rip = CODE_GPA, .rflags = 2,
+			.rdi = DATA_GPA + v * stride,
+			.rsi = dirty / nr + (v < dirty % nr),
+			.rdx = stride * nr, .rax = 0x4b4d,
+		};
+
+		if (!regs.rsi)
+			continue;
+		if (ioctl(b->vcpu_fd[v], KVM_SET_REGS, &regs))
+			die("KVM_SET_REGS");
+		found += bench__run_vcpu(b, v, &t);
+	}
+	found += bench__harvest(b, &t);
 	/*
 	 * A page whose store was cut short by a full ring is stored again
 	 * after the reset re-protected it, and pushed twice: the ring may
@@ -267,18 +325,87 @@ static double bench__round(struct bench_vm *b, uint64_t dirty)
 			(unsigned long)dirty);
 		exit(1);
 	}
-	return ns;
+	if (split)
+		*split = t;
+	return t.collect + t.protect;
 }
 
-static double bench__median(struct bench_vm *b, uint64_t dirty, int rounds)
+/* The median total, and the halves of the round nearest to it. */
+static double bench__median(struct bench_vm *b, uint64_t dirty, int rounds,
+			    struct split *split)
 {
-	double ns[MAX_ROUNDS];
-	int r;
+	double ns[MAX_ROUNDS], total[MAX_ROUNDS], mid;
+	struct split t[MAX_ROUNDS];
+	int r, best = 0;
 
-	bench__round(b, dirty);		/* first touch: map the pages */
+	bench__round(b, dirty, NULL);	/* first touch: map the pages */
 	for (r = 0; r < rounds; r++)
-		ns[r] = bench__round(b, dirty);
-	return median(ns, rounds);
+		total[r] = ns[r] = bench__round(b, dirty, &t[r]);
+	mid = median(ns, rounds);
+	for (r = 1; r < rounds; r++)
+		if (fabs(total[r] - mid) < fabs(total[best] - mid))
+			best = r;
+	if (split)
+		*split = t[best];
+	return mid;
+}
+
+/* Where the time goes, at the largest size measured. */
+static void table_split(uint64_t gib, int rounds)
+{
+	static const uint64_t counts[] = { 100, 1000, 10000 };
+	struct bench_vm ring, bitmap;
+	struct split sr, sb;
+	int c;
+
+	printf("\n# where the time goes, %lu GiB, us: ring = read entries + RESET_DIRTY_RINGS; bitmap = GET_DIRTY_LOG and scan + CLEAR_DIRTY_LOG\n",
+	       (unsigned long)gib);
+	printf("# %8s %10s %10s %10s %10s %14s\n", "dirty", "ring read",
+	       "reset", "get+scan", "clear", "clear/reset");
+	bench__create(&ring, true, gib * GIB, 1);
+	bench__create(&bitmap, false, gib * GIB, 1);
+	for (c = 0; c < 3; c++) {
+		bench__median(&ring, counts[c], rounds, &sr);
+		bench__median(&bitmap, counts[c], rounds, &sb);
+		printf("  %8lu %10.1f %10.1f %10.1f %10.1f %14.2f\n",
+		       (unsigned long)counts[c], sr.collect / 1e3,
+		       sr.protect / 1e3, sb.collect / 1e3, sb.protect / 1e3,
+		       sb.protect / sr.protect);
+		printf("CSV,split,%lu,%lu,%.1f,%.1f,%.1f,%.1f\n",
+		       (unsigned long)gib, (unsigned long)counts[c],
+		       sr.collect / 1e3, sr.protect / 1e3, sb.collect / 1e3,
+		       sb.protect / 1e3);
+		fflush(stdout);
+	}
+	bench__destroy(&ring);
+	bench__destroy(&bitmap);
+}
+
+/* The same dirty pages in 1 to 8 vCPUs' rings. */
+static void table_vcpus(uint64_t gib, int rounds)
+{
+	static const unsigned int vcpus[] = { 1, 2, 4, 8 };
+	static const uint64_t counts[] = { 100, 1000 };
+	struct bench_vm ring;
+	double t, one[2] = { 0, 0 };
+	int v, c;
+
+	printf("\n# per-vCPU rings, %lu GiB: harvest + reset of the same dirty pages spread over N vCPUs, us (ratio to 1 vCPU)\n",
+	       (unsigned long)gib);
+	printf("# %6s %18s %18s\n", "vCPUs", "100 dirty", "1000 dirty");
+	for (v = 0; v < 4; v++) {
+		bench__create(&ring, true, gib * GIB, vcpus[v]);
+		printf("  %6u", vcpus[v]);
+		for (c = 0; c < 2; c++) {
+			t = bench__median(&ring, counts[c], rounds, NULL);
+			if (!v)
+				one[c] = t;
+			printf(" %10.1f (%4.2f)", t / 1e3, t / one[c]);
+		}
+		printf("\n");
+		fflush(stdout);
+		bench__destroy(&ring);
+	}
 }
 
 int main(int argc, char *argv[])
@@ -286,6 +413,7 @@ int main(int argc, char *argv[])
 	static const uint64_t sizes[] = { 1, 4, 16 };
 	static const uint64_t counts[] = { 10, 100, 1000, 10000, 100000 };
 	int rounds = 3, max_gib = 16, opt, s, c;
+	uint64_t largest = 1;
 	struct bench_vm ring, bitmap;
 	double tr, tb;
 
@@ -318,11 +446,11 @@ int main(int argc, char *argv[])
 			break;
 		uint64_t crossover = 0;
 
-		bench__create(&ring, true, sizes[s] * GIB);
-		bench__create(&bitmap, false, sizes[s] * GIB);
+		bench__create(&ring, true, sizes[s] * GIB, 1);
+		bench__create(&bitmap, false, sizes[s] * GIB, 1);
 		for (c = 0; c < 5; c++) {
-			tr = bench__median(&ring, counts[c], rounds);
-			tb = bench__median(&bitmap, counts[c], rounds);
+			tr = bench__median(&ring, counts[c], rounds, NULL);
+			tb = bench__median(&bitmap, counts[c], rounds, NULL);
 			printf("  %6lu %8lu %12.1f %12.1f %14.2f\n",
 			       (unsigned long)sizes[s], (unsigned long)counts[c],
 			       tr / 1e3, tb / 1e3, tb / tr);
@@ -342,7 +470,10 @@ int main(int argc, char *argv[])
 			       (unsigned long)sizes[s]);
 		bench__destroy(&ring);
 		bench__destroy(&bitmap);
+		largest = sizes[s];
 	}
+	table_split(largest < 4 ? largest : 4, rounds);
+	table_vcpus(largest < 4 ? largest : 4, rounds);
 	return 0;
 
 usage:
