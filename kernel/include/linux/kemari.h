@@ -106,6 +106,7 @@ void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc);
 void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu);
 int kvm_kemari_handle_rdtsc(struct kvm_vcpu *vcpu);
 int kvm_kemari_handle_rdtscp(struct kvm_vcpu *vcpu);
+int kvm_kemari_handle_rdtscp_vmx(struct kvm_vcpu *vcpu);
 void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu);
 #endif
 #else
@@ -189,6 +190,7 @@ static inline void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu) {}
 /* Without Kemari, KVM never intercepts RDTSC and RDTSCP only for #UD. */
 #define kvm_kemari_handle_rdtsc		NULL
 #define kvm_kemari_handle_rdtscp	kvm_handle_invalid_op
+#define kvm_kemari_handle_rdtscp_vmx	NULL
 #endif
 #endif /* CONFIG_KVM_KEMARI */
 

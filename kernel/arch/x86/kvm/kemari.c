@@ -102,6 +102,7 @@ void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)
 	if ((s64)(tsc - vcpu->arch.last_guest_tsc) > 0)
 		vcpu->arch.last_guest_tsc = tsc;
 }
+EXPORT_SYMBOL_GPL(kvm_kemari_tsc_read);
 
 /*
  * The guest wrote IA32_TSC or IA32_TSC_ADJUST: from now on it reads values
@@ -122,11 +123,13 @@ void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu)
  * The guest's own read of IA32_TSC returns what the guest, L1 or L2, reads
  * natively, and logs it; so does the emulator's RDTSC.
  */
-static int kemari_emulate_rdtsc(struct kvm_vcpu *vcpu, bool rdtscp)
+static int kemari_emulate_rdtsc(struct kvm_vcpu *vcpu, bool rdtscp,
+				bool cpuid_checked)
 {
 	u64 tsc, aux = 0;
 
-	if (rdtscp && (!guest_cpuid_has(vcpu, X86_FEATURE_RDTSCP) ||
+	if (rdtscp && ((!cpuid_checked &&
+			!guest_cpuid_has(vcpu, X86_FEATURE_RDTSCP)) ||
 		       kvm_get_msr(vcpu, MSR_TSC_AUX, &aux)))
 		return kvm_handle_invalid_op(vcpu);
 
@@ -143,7 +146,7 @@ static int kemari_emulate_rdtsc(struct kvm_vcpu *vcpu, bool rdtscp)
 /* The RDTSC exit handler of SVM and VMX. */
 int kvm_kemari_handle_rdtsc(struct kvm_vcpu *vcpu)
 {
-	return kemari_emulate_rdtsc(vcpu, false);
+	return kemari_emulate_rdtsc(vcpu, false, false);
 }
 EXPORT_SYMBOL_GPL(kvm_kemari_handle_rdtsc);
 
@@ -153,9 +156,21 @@ EXPORT_SYMBOL_GPL(kvm_kemari_handle_rdtsc);
  */
 int kvm_kemari_handle_rdtscp(struct kvm_vcpu *vcpu)
 {
-	return kemari_emulate_rdtsc(vcpu, true);
+	return kemari_emulate_rdtsc(vcpu, true, false);
 }
 EXPORT_SYMBOL_GPL(kvm_kemari_handle_rdtscp);
+
+/*
+ * VMX's RDTSCP exit handler.  RDTSCP exits only while the secondary
+ * control "enable RDTSCP" is set, which VMX also sets for a guest that has
+ * RDPID without RDTSCP; such a guest runs RDTSCP natively, so it must not
+ * get #UD here either.
+ */
+int kvm_kemari_handle_rdtscp_vmx(struct kvm_vcpu *vcpu)
+{
+	return kemari_emulate_rdtsc(vcpu, true, true);
+}
+EXPORT_SYMBOL_GPL(kvm_kemari_handle_rdtscp_vmx);
 
 /*
  * At the start of KVM_RUN: follow the VM's KVM_KEMARI_TSC_LOG flag, which
