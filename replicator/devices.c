@@ -50,7 +50,11 @@ static bool eventfd__take(int fd)
 	return read(fd, &n, sizeof(n)) == sizeof(n) && n;
 }
 
-/* With d->lock held.  A failed observer link drops output, and says so. */
+/*
+ * With d->lock held.  Once the observer link has failed, records are no
+ * longer sent, but they stay in out_log (up to CK_MAX_OUT), so that a
+ * secondary that takes over, and may reach the observer, sends them.
+ */
 static void output__send(struct devices *d, const struct out_record *rec)
 {
 	const uint8_t *p = (const void *)rec;
@@ -62,20 +66,17 @@ static void output__send(struct devices *d, const struct out_record *rec)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			warn_msg("observer link failed at vcpu %u seq %llu (%s): output is dropped from now on",
+			warn_msg("observer link failed at vcpu %u seq %llu (%s): output is no longer delivered; checkpoints carry the last %u records for a secondary to send",
 				 rec->vcpu, (unsigned long long)rec->seq,
-				 n ? strerror(errno) : "closed");
+				 n ? strerror(errno) : "closed", CK_MAX_OUT);
 			close(d->observer_fd);
 			d->observer_fd = -1;
-			d->nr_out_log = 0;
-			return;
+			break;
 		}
 		p += n;
 		left -= n;
 		d->out_sent += n;
 	}
-	if (d->observer_fd < 0)
-		return;
 	if (d->nr_out_log == CK_MAX_OUT) {
 		warn_msg("%u output records not acknowledged by the observer: the oldest is no longer protected",
 			 CK_MAX_OUT);
@@ -100,19 +101,26 @@ void devices__resend(struct devices *d, const struct out_record *rec,
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* Bytes of the stream the observer's TCP has acknowledged. */
-static uint64_t output__acked(struct devices *d)
+/*
+ * Bytes of the stream the observer's TCP has acknowledged, or -1 if the
+ * connection has failed (the next send says so).
+ */
+static int64_t output__acked(struct devices *d)
 {
-	int q;
+	int q, err = 0;
+	socklen_t len = sizeof(err);
 
-	if (ioctl(d->observer_fd, SIOCOUTQ, &q) || q < 0)
-		return 0;
+	if (getsockopt(d->observer_fd, SOL_SOCKET, SO_ERROR, &err, &len) ||
+	    err || ioctl(d->observer_fd, SIOCOUTQ, &q) || q < 0)
+		return -1;
 	return d->out_sent - q;
 }
 
 void devices__settle(struct devices *d)
 {
-	uint64_t target, acked, end;
+	uint64_t target, end, now;
+	int64_t acked = 0;
+	useconds_t nap = 20;
 	uint32_t i;
 
 	pthread_mutex_lock(&d->lock);
@@ -122,14 +130,24 @@ void devices__settle(struct devices *d)
 	}
 	target = d->out_plugged ? d->out_mark : d->out_sent;
 	end = now_ns() + d->settle_ms * 1000000ULL;
-	while ((acked = output__acked(d)) < target && now_ns() < end)
-		usleep(50);
-	if (acked < target && d->settle_ms && !d->settle_warned) {
+	for (;;) {
+		acked = output__acked(d);
+		now = now_ns();
+		if (acked < 0 || (uint64_t)acked >= target || now >= end)
+			break;
+		usleep(nap);
+		if (nap < 1000)
+			nap *= 2;
+	}
+	if (acked >= 0 && (uint64_t)acked < target && d->settle_ms &&
+	    now - d->settle_warned_at > 10000000000ULL) {
 		warn_msg("the observer has not acknowledged %llu bytes of output within %d ms: checkpoints carry them until it does",
 			 (unsigned long long)(target - acked), d->settle_ms);
-		d->settle_warned = true;
+		d->settle_warned_at = now;
 	}
-	for (i = 0; i < d->nr_out_log && d->out_end[i] <= acked; i++)
+	if (acked < 0)
+		acked = 0;
+	for (i = 0; i < d->nr_out_log && d->out_end[i] <= (uint64_t)acked; i++)
 		;
 	d->nr_out_log -= i;
 	memmove(d->out_log, d->out_log + i, d->nr_out_log * sizeof(d->out_log[0]));

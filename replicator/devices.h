@@ -48,7 +48,7 @@ struct devices {
 	uint64_t out_mark;		/* bytes to be acked before a checkpoint */
 	bool out_plugged;		/* out_mark is set by devices__mark() */
 	int settle_ms;			/* 0: do not wait for acks */
-	bool settle_warned;
+	uint64_t settle_warned_at;	/* now_ns() of the last warning */
 };
 
 int devices__init(struct devices *d, struct vm *vm, int observer_fd,

@@ -217,6 +217,8 @@ int main(int argc, char **argv)
 		o.vm.dirty_quota = 0;	/* it counts ring entries */
 	if (o.vm.dirty_quota >= o.vm.ring_entries - 64)
 		die("--quota must be below the ring's soft limit (--ring less 64)");
+	if (o.plug_dev && !o.pipelined)
+		die("--plug-dev holds output until an acknowledgment: it needs --pipelined");
 	if (o.grace_ms < 0)
 		o.grace_ms = 3 * o.timeout_ms;
 	o.guest.nr_vcpus = o.vm.nr_vcpus;

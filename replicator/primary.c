@@ -42,6 +42,7 @@ struct link {
 	pthread_mutex_t lock;		/* sends, up, inflight */
 	pthread_cond_t acked;
 	uint64_t inflight;		/* pipelined: checkpoint not yet acked */
+	uint64_t sent_at;		/* pipelined: when inflight was sent */
 	uint64_t lost_at;		/* when the link was lost */
 	int grace_ms;
 	bool unprotected;
@@ -239,18 +240,24 @@ static int primary__commit_pipelined(struct vmm *vmm, uint64_t seq)
 		return 0;
 	}
 	link__log_pending(vmm, seq);
+	/*
+	 * Count the bytes in the qdisc before closing the epoch: bytes that
+	 * TCP sends in between are then carried, never waited for.
+	 */
+	if (rlink.nb)
+		devices__mark(&vmm->dev);
 	if (rlink.nb && netbuf__checkpoint(rlink.nb)) {
 		link__lost_locked(seq, "cannot buffer network output");
 		pthread_mutex_unlock(&rlink.lock);
 		return -EIO;
 	}
-	if (rlink.nb)
-		devices__mark(&vmm->dev);
 	r = link__send_ckpt(vmm, seq, 0);
-	if (r)
+	if (r) {
 		link__lost_locked(seq, wire__strerror(r));
-	else
+	} else {
 		rlink.inflight = seq;
+		rlink.sent_at = now_ns();
+	}
 	pthread_mutex_unlock(&rlink.lock);
 	return r ? -EPIPE : 0;
 }
@@ -273,7 +280,10 @@ static void *link__reader(void *arg)
 			       rlink.timeout_ms);
 		pthread_mutex_lock(&rlink.lock);
 		seq = rlink.inflight;
-		if (!rlink.up || (r == WIRE_TIMEOUT && !seq)) {
+		/* The timeout counts from the send, not from the last ack. */
+		if (!rlink.up || (r == WIRE_TIMEOUT &&
+				  (!seq || now_ns() - rlink.sent_at <
+					   rlink.timeout_ms * 1000000ULL))) {
 			bool up = rlink.up;
 
 			pthread_mutex_unlock(&rlink.lock);
@@ -286,6 +296,7 @@ static void *link__reader(void *arg)
 			warn_msg("the secondary refused checkpoint %llu (%.*s); sending it again",
 				 (unsigned long long)seq, (int)h.len, rlink.buf);
 			r = link__send_ckpt(vmm, seq, refusals);
+			rlink.sent_at = now_ns();
 			if (r)
 				link__lost_locked(seq, wire__strerror(r));
 			pthread_mutex_unlock(&rlink.lock);
@@ -322,6 +333,8 @@ static void primary__connect(struct vmm *vmm, const struct options *o)
 		rlink.nb = netbuf__open(o->plug_dev);
 		if (!rlink.nb)
 			die("cannot buffer the output of %s", o->plug_dev);
+		/* Nothing reaches the observer before the first release. */
+		devices__mark(&vmm->dev);
 	}
 	if (o->event_log) {
 		rlink.events = fopen(o->event_log, "w");

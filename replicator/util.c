@@ -61,14 +61,18 @@ static uint32_t crc32c_sliced(uint32_t crc, const uint8_t *p, size_t len)
 	const uint32_t (*t)[256] = crc32c_table;
 	uint64_t w;
 
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	for (; len >= 8; len -= 8, p += 8) {
 		memcpy(&w, p, 8);
-		w ^= crc;		/* little-endian */
+		w ^= crc;
 		crc = t[7][w & 0xff] ^ t[6][(w >> 8) & 0xff] ^
 		      t[5][(w >> 16) & 0xff] ^ t[4][(w >> 24) & 0xff] ^
 		      t[3][(w >> 32) & 0xff] ^ t[2][(w >> 40) & 0xff] ^
 		      t[1][(w >> 48) & 0xff] ^ t[0][w >> 56];
 	}
+#else
+	(void)w;
+#endif
 	while (len--)
 		crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xff];
 	return crc;
