@@ -18,15 +18,24 @@
  *           checkpoint needs (registers, special registers, IA32_TSC,
  *           the pending write) before it resumes: the least a sync per
  *           read would cost, with no dirty pages and no network.
+ *   sync_ckpt   as sync_state, and the VMM sends that state to a
+ *           secondary (a child process, over loopback TCP) and waits for
+ *           its one-byte acknowledgment before it resumes: what a Kemari
+ *           sync point is, with no dirty pages.
  *
  * The variants take turns, -r rounds of -n reads each, all in one boot;
  * the median ns per read is printed with the ratios.  The goal is
  * lazy/sync <= 1/20; a real checkpoint adds dirty pages and a network
- * round trip to sync_state, so the true ratio is lower still.  Timings under emulation (TCG) are distorted; the
+ * round trip to sync_state (sync_ckpt adds the round trip), so the true
+ * ratio is lower still.  Timings under emulation (TCG) are distorted; the
  * ratios are the result, and the program runs as well on real hardware.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +43,8 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/kvm.h>
@@ -44,10 +55,24 @@
 #define PORT		0xe0
 #define MAX_ROUNDS	64
 
-enum variant { NATIVE, LAZY, SYNC, SYNC_STATE, NR_VARIANTS };
+enum variant { NATIVE, LAZY, SYNC, SYNC_STATE, SYNC_CKPT, NR_VARIANTS };
 static const char * const variant_name[] = {
-	"native", "lazy", "sync", "sync_state",
+	"native", "lazy", "sync", "sync_state", "sync_ckpt",
 };
+
+/* What sync_ckpt sends at each sync point. */
+struct ckpt {
+	uint32_t len;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry tsc;
+	} msrs;
+	struct kvm_kemari_pending pending;
+};
+
+static int peer_fd = -1;	/* sync_ckpt: the link to the secondary */
 
 struct bench_vm {
 	enum variant v;
@@ -105,22 +130,80 @@ static void bench__create(struct bench_vm *b, enum variant v, uint16_t n)
 	b->run = bench_real_mode_vcpu(kvm_fd, b->vm_fd, code, len, &b->vcpu_fd);
 }
 
-/* What a checkpoint saves of a vCPU, at the least. */
+static void full_io(int fd, void *buf, size_t len, bool out)
+{
+	uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = out ? write(fd, p, len) : read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die(out ? "write to the secondary" : "read from the secondary");
+		p += n;
+		len -= n;
+	}
+}
+
+/*
+ * The secondary of sync_ckpt: a child process that takes every checkpoint
+ * whole and acknowledges it.  Returns the primary's end of the link.
+ */
+static int bench__secondary(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int lfd, fd, one = 1;
+	struct ckpt ck;
+	uint8_t ack = 1;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(lfd, 1) || getsockname(lfd, (struct sockaddr *)&sa, &len))
+		die("loopback listener");
+	if (fork() == 0) {
+		fd = accept(lfd, NULL, NULL);
+		if (fd < 0)
+			_exit(1);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		for (;;) {
+			if (read(fd, &ck.len, sizeof(ck.len)) != sizeof(ck.len))
+				_exit(0);
+			if (ck.len != sizeof(ck))
+				_exit(1);
+			full_io(fd, (uint8_t *)&ck + sizeof(ck.len),
+				sizeof(ck) - sizeof(ck.len), false);
+			full_io(fd, &ack, 1, true);
+		}
+	}
+	close(lfd);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		die("connect to the secondary");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+/* What a checkpoint saves of a vCPU, at the least; sync_ckpt sends it. */
 static void bench__save_vcpu(struct bench_vm *b)
 {
-	static struct kvm_kemari_pending pending;
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry tsc;
-	} msrs = { .hdr.nmsrs = 1, .tsc.index = 0x10 /* IA32_TSC */ };
-	struct kvm_sregs sregs;
-	struct kvm_regs regs;
+	static struct ckpt ck = {
+		.len = sizeof(ck),
+		.msrs = { .hdr.nmsrs = 1, .tsc.index = 0x10 /* IA32_TSC */ },
+	};
+	uint8_t ack;
 
-	if (ioctl(b->vcpu_fd, KVM_GET_REGS, &regs) ||
-	    ioctl(b->vcpu_fd, KVM_GET_SREGS, &sregs) ||
-	    ioctl(b->vcpu_fd, KVM_GET_MSRS, &msrs) != 1 ||
-	    ioctl(b->vcpu_fd, KVM_KEMARI_GET_PENDING, &pending))
+	if (ioctl(b->vcpu_fd, KVM_GET_REGS, &ck.regs) ||
+	    ioctl(b->vcpu_fd, KVM_GET_SREGS, &ck.sregs) ||
+	    ioctl(b->vcpu_fd, KVM_GET_MSRS, &ck.msrs) != 1 ||
+	    ioctl(b->vcpu_fd, KVM_KEMARI_GET_PENDING, &ck.pending))
 		die("saving the vCPU state");
+	if (b->v != SYNC_CKPT)
+		return;
+	full_io(peer_fd, &ck, sizeof(ck), true);
+	full_io(peer_fd, &ack, 1, false);
 }
 
 /* Resume and run to the next sync exit, and check the log it carries. */
@@ -128,7 +211,7 @@ static void bench__sync(struct bench_vm *b, uint64_t want_reads)
 {
 	const struct kvm_kemari_tsc_log *log = &b->run->kemari.tsc;
 
-	if (b->v == SYNC_STATE)
+	if (b->v >= SYNC_STATE)
 		bench__save_vcpu(b);
 	if (ioctl(b->vm_fd, KVM_KEMARI_RESUME, 0))
 		die("KVM_KEMARI_RESUME");
@@ -191,6 +274,8 @@ int main(int argc, char *argv[])
 		return 4;
 	}
 
+	peer_fd = bench__secondary();
+
 	/* Run each VM to its first sync exit, then warm up. */
 	for (v = 0; v < NR_VARIANTS; v++) {
 		bench__create(&vms[v], v, n);
@@ -216,6 +301,10 @@ int main(int argc, char *argv[])
 	       med[LAZY] / med[SYNC], med[SYNC] / med[LAZY]);
 	printf("lazy/sync_state ratio: %.4f (1/%.1f)\n",
 	       med[LAZY] / med[SYNC_STATE], med[SYNC_STATE] / med[LAZY]);
+	printf("lazy/sync_ckpt ratio: %.4f (1/%.1f)\n",
+	       med[LAZY] / med[SYNC_CKPT], med[SYNC_CKPT] / med[LAZY]);
+	close(peer_fd);
+	wait(NULL);
 	return 0;
 
 usage:
