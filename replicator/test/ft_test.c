@@ -18,6 +18,9 @@
  *                record reaches the observer before the checkpoint that
  *                covers it is acknowledged; and without the plug (the
  *                control) records do arrive early, so the check can fail
+ *   observer_outage  the observer is killed and restarted, then the
+ *                primary: the secondary delivers what the primary could
+ *                not, and the two observer logs together hold every record
  *
  * Usage: kemari-ft-test [-s SEED] [-n FAILOVER_ROUNDS] [-f FUZZ_CASES]
  *                       [test...]
@@ -529,21 +532,26 @@ static pid_t pipelined__primary(const struct run *run, bool plug,
  * A run's files and ports, and its observer: the replication link on
  * port, the observer on port + 1.
  */
-static void run__observer(struct run *run, int port)
+static void run__spawn_observer(struct run *run)
 {
 	char oport[16], out[PATH_MAX];
 	char *argv[] = { exe, "observer", "--observer-port", oport,
 			 "--log", run->log, "--stats", "0", NULL };
 
-	memset(run, 0, sizeof(*run));
-	run->port = port;
-	snprintf(oport, sizeof(oport), "%d", port + 1);
-	snprintf(run->log, sizeof(run->log), "%s/observer.log", dir);
-	snprintf(run->sec_err, sizeof(run->sec_err), "%s/secondary.out", dir);
-	snprintf(run->pri_err, sizeof(run->pri_err), "%s/primary.out", dir);
+	snprintf(oport, sizeof(oport), "%d", run->port + 1);
 	snprintf(out, sizeof(out), "%s/observer.out", dir);
 	unlink(run->log);
 	run->observer = spawn(out, argv);
+}
+
+static void run__observer(struct run *run, int port)
+{
+	memset(run, 0, sizeof(*run));
+	run->port = port;
+	snprintf(run->log, sizeof(run->log), "%s/observer.log", dir);
+	snprintf(run->sec_err, sizeof(run->sec_err), "%s/secondary.out", dir);
+	snprintf(run->pri_err, sizeof(run->pri_err), "%s/primary.out", dir);
+	run__spawn_observer(run);
 }
 
 static void run__start(struct run *run, unsigned int round,
@@ -760,6 +768,102 @@ static void test_failover(unsigned int rounds, uint64_t seed)
 		if (!ok)
 			run__dump(&run);
 	}
+}
+
+/*
+ * Observer logs read together, each record counted at its first arrival:
+ * per vCPU every record arrives, and first arrivals are in order.
+ */
+static bool run__check_union(const char *const logs[], unsigned int n,
+			     char *why, size_t whylen)
+{
+	static bool seen[NR_VCPUS][RECORDS];
+	long long last[NR_VCPUS] = { -1, -1 };
+	unsigned long long seq, t, arr;
+	unsigned int v, conn, i;
+	bool ok = true;
+	FILE *f;
+
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; ok && i < n; i++) {
+		f = fopen(logs[i], "r");
+		if (!f) {
+			snprintf(why, whylen, "no observer log %s", logs[i]);
+			return false;
+		}
+		while (ok && fscanf(f, "%u %llu %u %llu %llu", &v, &seq, &conn,
+				    &t, &arr) == 5) {
+			if (v >= NR_VCPUS || seq >= RECORDS) {
+				snprintf(why, whylen, "record vcpu %u seq %llu",
+					 v, seq);
+				ok = false;
+			} else if (!seen[v][seq] && (long long)seq != last[v] + 1) {
+				snprintf(why, whylen, "vcpu %u: seq %llu first arrived after %lld (gap or reorder)",
+					 v, seq, last[v]);
+				ok = false;
+			} else if (!seen[v][seq]) {
+				seen[v][seq] = true;
+				last[v] = seq;
+			}
+		}
+		fclose(f);
+	}
+	for (v = 0; ok && v < NR_VCPUS; v++) {
+		if (last[v] != RECORDS - 1) {
+			snprintf(why, whylen, "vcpu %u: last record %lld of %d",
+				 v, last[v], RECORDS);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+/*
+ * The observer dies while the primary runs, and a new one comes up on the
+ * same port; then the primary dies.  The primary must say that its output
+ * no longer arrives and keep the records in its checkpoints; the
+ * secondary, which reaches the new observer, must deliver them: the two
+ * logs together hold every record.
+ */
+static void test_observer_outage(uint64_t seed)
+{
+	char why[256] = "", log1[PATH_MAX], what[160];
+	const char *logs[2] = { log1, NULL };
+	struct run run;
+	bool ok, noticed = false;
+	int st_sec, i;
+	double ms;
+
+	run__start(&run, 90, STONITH, seed, false, NULL);
+	ok = run__wait_records(&run, 10, 300);
+	kill(run.observer, SIGKILL);
+	reap(run.observer, 5);
+	snprintf(log1, sizeof(log1), "%s/observer-1.log", dir);
+	rename(run.log, log1);
+	for (i = 0; ok && !noticed && i < 3000; i++) {
+		noticed = file_has(run.pri_err, "observer link failed");
+		usleep(10000);
+	}
+	run__spawn_observer(&run);
+	usleep(200000);
+	kill(run.primary, SIGKILL);
+	reap(run.primary, 10);
+	run.primary = 0;
+	st_sec = reap(run.secondary, 300);
+	run__stop_observer(&run);
+
+	logs[1] = run.log;
+	ok = ok && noticed && exited(st_sec, 0) &&
+	     file_has(run.sec_err, "takeover:") &&
+	     file_has(run.sec_err, "verify: ok") &&
+	     run__check_union(logs, 2, why, sizeof(why));
+	if (!noticed)
+		snprintf(why, sizeof(why), "the primary did not notice the observer's death");
+	ms = takeover_ms(&run, what, sizeof(what));
+	tap(ok, "observer outage: the observer killed and restarted, then the primary; %s, %.1f ms after the primary's last message; both logs together hold every record%s%s",
+	    what, ms, *why ? "; " : "", why);
+	if (!ok)
+		run__dump(&run);
 }
 
 /*
@@ -980,7 +1084,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 0;
 	unsigned int rounds = 20, cases = 200;
 	bool all = true, fuzz = false, failover = false, split = false;
-	bool pipe = false;
+	bool pipe = false, outage = false;
 	char *p;
 	int c, i;
 
@@ -996,7 +1100,7 @@ int main(int argc, char **argv)
 			cases = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [fuzz|failover|split_brain]...\n",
+			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [fuzz|failover|split_brain|pipelined|observer_outage]...\n",
 				argv[0]);
 			return 2;
 		}
@@ -1007,6 +1111,7 @@ int main(int argc, char **argv)
 		failover |= !strcmp(argv[i], "failover");
 		split |= !strcmp(argv[i], "split_brain");
 		pipe |= !strcmp(argv[i], "pipelined");
+		outage |= !strcmp(argv[i], "observer_outage");
 	}
 	if (!seed)
 		seed = now_ns() ^ getpid();
@@ -1033,6 +1138,8 @@ int main(int argc, char **argv)
 		test_split_brain();
 	if (all || pipe)
 		test_pipelined();
+	if (all || outage)
+		test_observer_outage(seed);
 	printf("1..%u\n", test_nr);
 	return failed ? 1 : 0;
 }
