@@ -16,7 +16,9 @@ import re
 import sys
 
 KSFT_SKIP = 4
-TAP = re.compile(r'^(not ok|ok) \d+ (.*?)(\s+# (SKIP|skip)\b.*)?$')
+# The SKIP directive may follow the description or, as kselftest prints
+# it ("ok 5 # SKIP name: reason"), the number itself.
+TAP = re.compile(r'^(not ok|ok) \d+\b\s*(.*?)\s*(# (SKIP|skip)\b.*)?$')
 SPLAT = re.compile(r'(WARNING: CPU:|BUG:|Kernel panic|general protection fault|'
                    r'KASAN:|UBSAN:|possible recursive locking|'
                    r'possible circular locking|suspicious RCU usage)')

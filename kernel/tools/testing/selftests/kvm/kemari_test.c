@@ -41,7 +41,9 @@
 
 #include "kvm_util.h"
 #include "processor.h"
+#include "svm_util.h"
 #include "ucall_common.h"
+#include "vmx.h"
 
 static int kemari_enable(struct kvm_vm *vm, uint32_t flags, uint64_t a0,
 			 uint64_t a1, uint64_t a2, uint64_t a3)
@@ -75,7 +77,7 @@ static void guest_code(void)
 }
 
 /* Run @vcpu to GUEST_DONE, checking each GUEST_SYNC on the way. */
-static void run_guest(struct kvm_vcpu *vcpu)
+static void run_guest_to_done(struct kvm_vcpu *vcpu)
 {
 	uint64_t want = 1;
 	struct ucall uc;
@@ -123,7 +125,7 @@ static const char *test_enable_and_run(void)
 	vm = vm_create(1);
 	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
 	vcpu = vm_vcpu_add(vm, 0, guest_code);
-	run_guest(vcpu);
+	run_guest_to_done(vcpu);
 	kvm_vm_free(vm);
 	return NULL;
 }
@@ -191,7 +193,7 @@ static const char *test_enable_after_vcpu(void)
 
 	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
 	assert_enable_fails(vm, EBUSY, 0, KVM_KEMARI_ENABLE, 0, 0, 0);
-	run_guest(vcpu);
+	run_guest_to_done(vcpu);
 	kvm_vm_free(vm);
 	return NULL;
 }
@@ -2144,6 +2146,177 @@ static const char *test_tsc_log_off(void)
 }
 
 /*
+ * Nested: L2's reads.  KVM's RDTSC intercept is combined with L1's: a read
+ * that only KVM intercepts is answered with L2's TSC (L1 gives L2 no
+ * offset here, so it equals L1's) and logged; a read that L1 intercepts
+ * goes to L1 and is not logged.  tsc_nested_l2 makes TSC_NESTED_N reads,
+ * calls L1, then reads once more and calls L1 again.
+ */
+#define TSC_NESTED_N	100
+#define TSC_NESTED_STACK	64	/* words of L2 stack */
+
+static uint64_t tsc_nested_vals[TSC_NESTED_N];
+
+static void tsc_nested_l1_sync(void)
+{
+	asm volatile("outb %b0, %w1" : : "a"(0), "d"(PIO_PORT));
+}
+
+static void tsc_nested_l2_svm(void)
+{
+	int i;
+
+	for (i = 0; i < TSC_NESTED_N; i++)
+		tsc_nested_vals[i] = rdtsc();
+	vmmcall();
+	rdtsc();
+	vmmcall();
+}
+
+static void tsc_nested_l1_svm(struct svm_test_data *svm)
+{
+	unsigned long l2_stack[TSC_NESTED_STACK];
+	struct vmcb *vmcb = svm->vmcb;
+
+	generic_svm_setup(svm, tsc_nested_l2_svm, &l2_stack[TSC_NESTED_STACK]);
+	vmcb->control.intercept &= ~BIT_ULL(INTERCEPT_RDTSC);
+	run_guest(vmcb, svm->vmcb_gpa);
+	GUEST_ASSERT_EQ(vmcb->control.exit_code, SVM_EXIT_VMMCALL);
+	tsc_nested_l1_sync();
+
+	vmcb->save.rip += 3;		/* VMMCALL */
+	vmcb->control.intercept |= BIT_ULL(INTERCEPT_RDTSC);
+	run_guest(vmcb, svm->vmcb_gpa);
+	GUEST_ASSERT_EQ(vmcb->control.exit_code, SVM_EXIT_RDTSC);
+	tsc_nested_l1_sync();
+	GUEST_DONE();
+}
+
+static void tsc_nested_l2_vmx(void)
+{
+	int i;
+
+	for (i = 0; i < TSC_NESTED_N; i++)
+		tsc_nested_vals[i] = rdtsc();
+	vmcall();
+	rdtsc();
+	vmcall();
+}
+
+static void tsc_nested_l1_vmx(struct vmx_pages *vmx)
+{
+	unsigned long l2_stack[TSC_NESTED_STACK];
+	uint32_t ctls;
+
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx));
+	GUEST_ASSERT(load_vmcs(vmx));
+	prepare_vmcs(vmx, tsc_nested_l2_vmx, &l2_stack[TSC_NESTED_STACK]);
+	ctls = vmreadz(CPU_BASED_VM_EXEC_CONTROL);
+	GUEST_ASSERT(!vmwrite(CPU_BASED_VM_EXEC_CONTROL,
+			      ctls & ~CPU_BASED_RDTSC_EXITING));
+	GUEST_ASSERT(!vmlaunch());
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+	tsc_nested_l1_sync();
+
+	GUEST_ASSERT(!vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) +
+			      vmreadz(VM_EXIT_INSTRUCTION_LEN)));
+	GUEST_ASSERT(!vmwrite(CPU_BASED_VM_EXEC_CONTROL,
+			      ctls | CPU_BASED_RDTSC_EXITING));
+	GUEST_ASSERT(!vmresume());
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_RDTSC);
+	tsc_nested_l1_sync();
+	GUEST_DONE();
+}
+
+/* Run L1 to its next sync point; a failed GUEST_ASSERT is reported. */
+static void tsc_nested_run(struct kvm_vcpu *vcpu, bool sync)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	if (sync && vcpu->run->exit_reason == KVM_EXIT_KEMARI_SYNC)
+		return;
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	case UCALL_DONE:
+		TEST_ASSERT(!sync, "L1 finished before its sync point");
+		break;
+	default:
+		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+	}
+}
+
+static const char *tsc_log_nested(bool svm)
+{
+	struct kvm_kemari_tsc_log log;
+	uint64_t exits, host_tsc, *vals;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	vm_vaddr_t gva;
+	int fd, i;
+
+	if (svm && !kvm_cpu_has(X86_FEATURE_SVM))
+		return "no SVM on this CPU (tsc_log_nested_vmx covers nesting)";
+	if (!svm && !kvm_cpu_has(X86_FEATURE_VMX))
+		return "no VMX on this CPU (QEMU TCG emulates only AMD SVM)";
+
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE |
+				     KVM_KEMARI_TSC_LOG, 0, 0, 0), 0);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	vcpu = vm_vcpu_add(vm, 0, svm ? (void *)tsc_nested_l1_svm :
+					(void *)tsc_nested_l1_vmx);
+	if (svm)
+		vcpu_alloc_svm(vm, &gva);
+	else
+		vcpu_alloc_vmx(vm, &gva);
+	vcpu_args_set(vcpu, 1, gva);
+
+	/* Only KVM intercepts: answered in the kernel, logged, in order. */
+	exits = vcpu_stat(vcpu, "exits");
+	tsc_nested_run(vcpu, true);
+	log = vcpu->run->kemari.tsc;
+	host_tsc = vcpu_get_msr(vcpu, MSR_IA32_TSC);
+	vals = addr_gva2hva(vm, (vm_vaddr_t)tsc_nested_vals);
+	for (i = 1; i < TSC_NESTED_N; i++)
+		TEST_ASSERT(vals[i] >= vals[i - 1],
+			    "L2's TSC went back: read %d was %#lx, read %d %#lx",
+			    i - 1, vals[i - 1], i, vals[i]);
+	TEST_ASSERT_EQ(log.flags, KVM_KEMARI_TSC_LOG_ON);
+	TEST_ASSERT_EQ(log.reads, TSC_NESTED_N);
+	TEST_ASSERT(log.max >= vals[TSC_NESTED_N - 1] && log.max <= host_tsc,
+		    "log max %#llx outside [L2's last read %#lx, host TSC %#lx]",
+		    log.max, vals[TSC_NESTED_N - 1], host_tsc);
+	TEST_ASSERT(vcpu_stat(vcpu, "exits") - exits >= TSC_NESTED_N,
+		    "%lu VM exits for %d intercepted L2 reads",
+		    vcpu_stat(vcpu, "exits") - exits, TSC_NESTED_N);
+	kemari_resume(vm);
+
+	/* L1 intercepts too: the read is L1's to answer, and not logged. */
+	tsc_nested_run(vcpu, true);
+	TEST_ASSERT_EQ(vcpu->run->kemari.tsc.reads, 0);
+	kemari_resume(vm);
+	tsc_nested_run(vcpu, false);
+
+	close(fd);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+static const char *test_tsc_log_nested_svm(void)
+{
+	return tsc_log_nested(true);
+}
+
+static const char *test_tsc_log_nested_vmx(void)
+{
+	return tsc_log_nested(false);
+}
+
+/*
  * The restore protocol of kemari.rst: a checkpoint taken at a sync exit
  * is restored into a new VM, whose TSC is set once, to the larger of the
  * checkpoint's IA32_TSC and the log's maximum.  Here the IA32_TSC comes
@@ -2252,6 +2425,8 @@ static const struct kemari_testcase testcases[] = {
 	{ "tsc_log", test_tsc_log },
 	{ "tsc_log_off", test_tsc_log_off },
 	{ "tsc_restore", test_tsc_restore },
+	{ "tsc_log_nested_svm", test_tsc_log_nested_svm },
+	{ "tsc_log_nested_vmx", test_tsc_log_nested_vmx },
 };
 
 /* Is case @name selected?  With no arguments, every case is. */
