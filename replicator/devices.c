@@ -50,6 +50,14 @@ static bool eventfd__take(int fd)
 	return read(fd, &n, sizeof(n)) == sizeof(n) && n;
 }
 
+/* With d->lock held: the oldest n records of out_log are done with. */
+static void output__forget(struct devices *d, uint32_t n)
+{
+	d->nr_out_log -= n;
+	memmove(d->out_log, d->out_log + n, d->nr_out_log * sizeof(d->out_log[0]));
+	memmove(d->out_end, d->out_end + n, d->nr_out_log * sizeof(d->out_end[0]));
+}
+
 /*
  * With d->lock held.  Once the observer link has failed, records are no
  * longer sent, but they stay in out_log (up to CK_MAX_OUT), so that a
@@ -80,11 +88,7 @@ static void output__send(struct devices *d, const struct out_record *rec)
 	if (d->nr_out_log == CK_MAX_OUT) {
 		warn_msg("%u output records not acknowledged by the observer: the oldest is no longer protected",
 			 CK_MAX_OUT);
-		memmove(d->out_log, d->out_log + 1,
-			(CK_MAX_OUT - 1) * sizeof(d->out_log[0]));
-		memmove(d->out_end, d->out_end + 1,
-			(CK_MAX_OUT - 1) * sizeof(d->out_end[0]));
-		d->nr_out_log--;
+		output__forget(d, 1);
 	}
 	d->out_log[d->nr_out_log] = *rec;
 	d->out_end[d->nr_out_log++] = d->out_sent;
@@ -149,9 +153,7 @@ void devices__settle(struct devices *d)
 		acked = 0;
 	for (i = 0; i < d->nr_out_log && d->out_end[i] <= (uint64_t)acked; i++)
 		;
-	d->nr_out_log -= i;
-	memmove(d->out_log, d->out_log + i, d->nr_out_log * sizeof(d->out_log[0]));
-	memmove(d->out_end, d->out_end + i, d->nr_out_log * sizeof(d->out_end[0]));
+	output__forget(d, i);
 	pthread_mutex_unlock(&d->lock);
 }
 

@@ -36,7 +36,7 @@ struct devices {
 	int out_efd[MAX_VCPUS];
 	int blk_efd[MAX_VCPUS];
 	int con_efd[MAX_VCPUS];
-	int observer_fd;		/* -1: output is dropped (and said so) */
+	int observer_fd;		/* -1: not sent; out_log keeps it */
 	int blk_fd;
 	struct ck_blk blk_log[CK_MAX_BLK];	/* since the last checkpoint */
 	uint32_t nr_blk_log;

@@ -226,14 +226,15 @@ static void primary__prepare_pipelined(struct vmm *vmm, uint64_t seq)
 	pthread_mutex_unlock(&rlink.lock);
 }
 
-/* Pipelined: wait for the previous checkpoint, close the epoch, send. */
+/*
+ * Pipelined: close the epoch and send.  primary__prepare_pipelined, which
+ * vmm__checkpoint() called, has waited for the previous acknowledgment.
+ */
 static int primary__commit_pipelined(struct vmm *vmm, uint64_t seq)
 {
 	int r;
 
 	pthread_mutex_lock(&rlink.lock);
-	while (rlink.up && rlink.inflight)
-		pthread_cond_wait(&rlink.acked, &rlink.lock);
 	if (!rlink.up) {
 		pthread_mutex_unlock(&rlink.lock);
 		link__unprotected(seq);

@@ -2156,21 +2156,30 @@ static const char *test_tsc_log_off(void)
 #define TSC_NESTED_STACK	64	/* words of L2 stack */
 
 static uint64_t tsc_nested_vals[TSC_NESTED_N];
+static bool tsc_nested_svm;	/* set by the host: how L2 calls L1 */
 
 static void tsc_nested_l1_sync(void)
 {
 	asm volatile("outb %b0, %w1" : : "a"(0), "d"(PIO_PORT));
 }
 
-static void tsc_nested_l2_svm(void)
+static void tsc_nested_call_l1(void)
+{
+	if (tsc_nested_svm)
+		vmmcall();
+	else
+		vmcall();
+}
+
+static void tsc_nested_l2(void)
 {
 	int i;
 
 	for (i = 0; i < TSC_NESTED_N; i++)
 		tsc_nested_vals[i] = rdtsc();
-	vmmcall();
+	tsc_nested_call_l1();
 	rdtsc();
-	vmmcall();
+	tsc_nested_call_l1();
 }
 
 static void tsc_nested_l1_svm(struct svm_test_data *svm)
@@ -2178,7 +2187,7 @@ static void tsc_nested_l1_svm(struct svm_test_data *svm)
 	unsigned long l2_stack[TSC_NESTED_STACK];
 	struct vmcb *vmcb = svm->vmcb;
 
-	generic_svm_setup(svm, tsc_nested_l2_svm, &l2_stack[TSC_NESTED_STACK]);
+	generic_svm_setup(svm, tsc_nested_l2, &l2_stack[TSC_NESTED_STACK]);
 	vmcb->control.intercept &= ~BIT_ULL(INTERCEPT_RDTSC);
 	run_guest(vmcb, svm->vmcb_gpa);
 	GUEST_ASSERT_EQ(vmcb->control.exit_code, SVM_EXIT_VMMCALL);
@@ -2192,17 +2201,6 @@ static void tsc_nested_l1_svm(struct svm_test_data *svm)
 	GUEST_DONE();
 }
 
-static void tsc_nested_l2_vmx(void)
-{
-	int i;
-
-	for (i = 0; i < TSC_NESTED_N; i++)
-		tsc_nested_vals[i] = rdtsc();
-	vmcall();
-	rdtsc();
-	vmcall();
-}
-
 static void tsc_nested_l1_vmx(struct vmx_pages *vmx)
 {
 	unsigned long l2_stack[TSC_NESTED_STACK];
@@ -2210,7 +2208,7 @@ static void tsc_nested_l1_vmx(struct vmx_pages *vmx)
 
 	GUEST_ASSERT(prepare_for_vmx_operation(vmx));
 	GUEST_ASSERT(load_vmcs(vmx));
-	prepare_vmcs(vmx, tsc_nested_l2_vmx, &l2_stack[TSC_NESTED_STACK]);
+	prepare_vmcs(vmx, tsc_nested_l2, &l2_stack[TSC_NESTED_STACK]);
 	ctls = vmreadz(CPU_BASED_VM_EXEC_CONTROL);
 	GUEST_ASSERT(!vmwrite(CPU_BASED_VM_EXEC_CONTROL,
 			      ctls & ~CPU_BASED_RDTSC_EXITING));
@@ -2274,6 +2272,8 @@ static const char *tsc_log_nested(bool svm)
 	else
 		vcpu_alloc_vmx(vm, &gva);
 	vcpu_args_set(vcpu, 1, gva);
+	tsc_nested_svm = svm;
+	sync_global_to_guest(vm, tsc_nested_svm);
 
 	/* Only KVM intercepts: answered in the kernel, logged, in order. */
 	exits = vcpu_stat(vcpu, "exits");
