@@ -83,7 +83,7 @@ static void bench__round_trip(struct bench_vm *b)
 	uint32_t want = b->v == SYNC ? KVM_EXIT_KEMARI_SYNC : KVM_EXIT_IO;
 	uint64_t one = 1;
 
-	if (b->v == SYNC && ioctl(b->vm_fd, KVM_KEMARI_RESUME, 0))
+	if (b->v == SYNC && ioctl(b->vm_fd, KVM_KEMARI_RESUME, 0) < 0)
 		die("KVM_KEMARI_RESUME");
 	if (b->v == IO_EFD && write(b->efd, &one, sizeof(one)) != sizeof(one))
 		die("write eventfd");
@@ -143,7 +143,7 @@ int main(int argc, char *argv[])
 		}
 		t = now_ns();
 		for (i = 0; i < n; i++)
-			if (ioctl(vms[SYNC].vm_fd, KVM_KEMARI_RESUME, 0))
+			if (ioctl(vms[SYNC].vm_fd, KVM_KEMARI_RESUME, 0) < 0)
 				die("KVM_KEMARI_RESUME");
 		resume_ns[r] = (now_ns() - t) / n;
 	}

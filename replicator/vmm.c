@@ -181,7 +181,7 @@ static void vmm__sync(struct vmm *vmm, uint64_t t0)
 	if (vmm->commit)
 		vmm->commit(vmm, vmm->seq);
 	r = vm__resume(&vmm->vm);
-	if (r)
+	if (r < 0)
 		die("KVM_KEMARI_RESUME: %s", strerror(-r));
 	stats__checkpoint(&vmm->stats, now_ns() - t0, vmm->last_harvest_ns,
 			  vmm->last_pages, vmm->ck.len);

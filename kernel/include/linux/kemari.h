@@ -18,10 +18,14 @@ struct kvm_vcpu;
  * struct kvm_kemari - per-VM Kemari state
  * @flags: the KVM_KEMARI_* flags userspace passed to KVM_ENABLE_CAP
  * @dirty_quota: dirty ring entries per vCPU at which it stops (0: none)
- * @frozen: 1 from the first sync point of a checkpoint until
- *	KVM_KEMARI_RESUME; while it is set no vCPU enters the guest
+ * @freeze: odd from the start of a freeze (the first sync point of a
+ *	checkpoint, or KVM_KEMARI_FREEZE) until KVM_KEMARI_RESUME, even
+ *	after it; it grows by one at each start and end, so that each
+ *	freeze has a value of its own, and (@freeze + 1) / 2 numbers it.
+ *	While it is odd no vCPU enters the guest
  * @coalesced_written: 1 if a guest write went to a coalesced MMIO zone
  *	since the latest coalesced flush sync
+ * @frozen_injections: interrupts that reached a local APIC while frozen
  *
  * Allocated when userspace enables KVM_CAP_KEMARI and freed with the VM.
  * kvm->kemari is NULL while Kemari is off, so a NULL check is the whole
@@ -30,16 +34,26 @@ struct kvm_vcpu;
 struct kvm_kemari {
 	u64 flags;
 	u32 dirty_quota;
-	atomic_t frozen;
+	atomic_t freeze;
 	atomic_t coalesced_written;
+	atomic64_t frozen_injections;
 };
+
+/* struct kvm_kemari_vcpu: atomic_flags */
+#define KVM_KEMARI_VCPU_QUOTA	0	/* the dirty quota was reached */
 
 /**
  * struct kvm_kemari_vcpu - per-vCPU Kemari state
  * @write: the write held back until the next KVM_RUN (count 0: none)
  * @completing: set while KVM performs @write, so that the bus write is
  *	not held a second time
- * @quota_reached: the vCPU's dirty ring reached the dirty quota
+ * @atomic_flags: KVM_KEMARI_VCPU_QUOTA, set by a dirty ring push (which
+ *	may come from kvm_sched_out()) and cleared by the sync exit that
+ *	reports it
+ * @in_run: the vCPU's task is in KVM_RUN
+ * @stopped: the value of kvm_kemari.freeze when the vCPU last left
+ *	KVM_RUN; equal to it while frozen if the vCPU has stopped for this
+ *	freeze
  * @deferred: an exit to userspace was replaced by a coalesced flush sync
  *	and is delivered on the next KVM_RUN
  * @deferred_ret: KVM_RUN's return value for the deferred exit
@@ -51,12 +65,15 @@ struct kvm_kemari {
  * @data: the data of @write
  *
  * Allocated on the vCPU's first KVM_RUN (or Kemari ioctl) and only ever
- * touched by the task that holds vcpu->mutex.
+ * written by the task that holds vcpu->mutex, but for @atomic_flags;
+ * KVM_KEMARI_RESUME and KVM_KEMARI_GET_FREEZE read @in_run and @stopped.
  */
 struct kvm_kemari_vcpu {
 	struct kvm_kemari_write write;
 	bool completing;
-	bool quota_reached;
+	unsigned long atomic_flags;
+	bool in_run;
+	int stopped;
 	bool deferred;
 	int deferred_ret;
 	u32 deferred_reason;
@@ -84,13 +101,31 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 			  const struct kvm_io_range *range, const void *val);
 bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu);
 
+/* Called by KVM_RUN around kvm_arch_vcpu_ioctl_run(). */
+int kvm_kemari_vcpu_run_enter(struct kvm_vcpu *vcpu);
+void kvm_kemari_vcpu_run_leave(struct kvm_vcpu *vcpu);
+
 /* Called by the arch's KVM_RUN, in this order. */
+int kvm_kemari_vcpu_run_uninit(struct kvm_vcpu *vcpu);
 int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu);
 int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu);
 bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu);
 int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r);
 
 void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used);
+
+/*
+ * An interrupt reached the vCPU's local APIC: counted if the VM is frozen.
+ * A macro, because struct kvm is not defined yet where this is included.
+ */
+#define kvm_kemari_injected(vcpu, vector)				\
+do {									\
+	struct kvm_vcpu *__vcpu = (vcpu);				\
+									\
+	if (unlikely(READ_ONCE(__vcpu->kvm->kemari)))			\
+		__kvm_kemari_injected(__vcpu, vector);			\
+} while (0)
+void __kvm_kemari_injected(struct kvm_vcpu *vcpu, int vector);
 
 /* Arch hooks. */
 bool kvm_arch_kemari_supported(struct kvm *kvm);
@@ -108,6 +143,7 @@ int kvm_kemari_handle_rdtsc(struct kvm_vcpu *vcpu);
 int kvm_kemari_handle_rdtscp(struct kvm_vcpu *vcpu);
 int kvm_kemari_handle_rdtscp_vmx(struct kvm_vcpu *vcpu);
 void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu);
+bool kvm_kemari_refuse_async_pf(struct kvm_vcpu *vcpu, u64 data);
 #endif
 #else
 static inline int kvm_kemari_check_extension(struct kvm *kvm)
@@ -155,6 +191,18 @@ static inline bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
 	return false;
 }
 
+static inline int kvm_kemari_vcpu_run_enter(struct kvm_vcpu *vcpu)
+{
+	return 0;
+}
+
+static inline void kvm_kemari_vcpu_run_leave(struct kvm_vcpu *vcpu) {}
+
+static inline int kvm_kemari_vcpu_run_uninit(struct kvm_vcpu *vcpu)
+{
+	return 1;
+}
+
 static inline int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu)
 {
 	return 1;
@@ -179,6 +227,8 @@ static inline void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used)
 {
 }
 
+static inline void kvm_kemari_injected(struct kvm_vcpu *vcpu, int vector) {}
+
 #ifdef CONFIG_X86
 static inline void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)
 {
@@ -186,6 +236,11 @@ static inline void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)
 
 static inline void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu) {}
 static inline void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu) {}
+
+static inline bool kvm_kemari_refuse_async_pf(struct kvm_vcpu *vcpu, u64 data)
+{
+	return false;
+}
 
 /* Without Kemari, KVM never intercepts RDTSC and RDTSCP only for #UD. */
 #define kvm_kemari_handle_rdtsc		NULL

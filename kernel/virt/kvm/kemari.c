@@ -26,6 +26,7 @@
 #include <kvm/iodev.h>
 #include <linux/kemari.h>
 #include <linux/kvm_host.h>
+#include <linux/moduleparam.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -171,33 +172,59 @@ void kvm_kemari_destroy_vm(struct kvm *kvm)
 	kvm->kemari = NULL;
 }
 
+/*
+ * For tests of a VMM's freeze watchdog: the index plus one of a vCPU whose
+ * kick the next freeze leaves out, as if it had been lost.  0: none.
+ */
+static unsigned int kemari_drop_kick;
+module_param(kemari_drop_kick, uint, 0644);
+MODULE_PARM_DESC(kemari_drop_kick,
+		 "Kemari testing: leave out the next freeze's kick of vCPU index N-1 (0: off)");
+
 static bool kemari_frozen(struct kvm *kvm)
 {
-	return atomic_read(&kvm->kemari->frozen);
+	return atomic_read(&kvm->kemari->freeze) & 1;
+}
+
+/* The number of the freeze that kvm_kemari.freeze @f belongs to. */
+static u32 kemari_generation(int f)
+{
+	return ((u32)f + 1) / 2;
 }
 
 /*
- * Stop every other vCPU for a consistent cut.  A vCPU in guest mode is
- * kicked out; a halted or blocked one is woken by KVM_REQ_UNBLOCK and
- * reports in without running guest code; one outside KVM_RUN finds the
- * VM frozen when it next enters.
+ * Start a freeze for a consistent cut of the VM, and stop every vCPU but
+ * @self (NULL for KVM_KEMARI_FREEZE).  A vCPU in guest mode is kicked out;
+ * a halted or blocked one is woken by KVM_REQ_UNBLOCK and reports in
+ * without running guest code; one outside KVM_RUN finds the VM frozen when
+ * it next enters.  Returns false if the VM was frozen already.
  */
-static void kemari_freeze(struct kvm_vcpu *vcpu)
+static bool kemari_freeze(struct kvm *kvm, struct kvm_vcpu *self, u32 reason)
 {
-	struct kvm *kvm = vcpu->kvm;
+	int f = atomic_read(&kvm->kemari->freeze);
+	unsigned int drop = 0;
 	struct kvm_vcpu *peer;
 	unsigned long i;
 
-	if (atomic_xchg(&kvm->kemari->frozen, 1))
-		return;
+	do {
+		if (f & 1)
+			return false;
+	} while (!atomic_try_cmpxchg(&kvm->kemari->freeze, &f, f + 1));
+
+	trace_kemari_freeze(self ? self->vcpu_id : -1,
+			    kemari_generation(f + 1), reason);
+
+	if (unlikely(READ_ONCE(kemari_drop_kick)))
+		drop = xchg(&kemari_drop_kick, 0);
 
 	kvm_for_each_vcpu(i, peer, kvm) {
-		if (peer == vcpu)
+		if (peer == self || i + 1 == drop)
 			continue;
 		kvm_make_request(KVM_REQ_KEMARI_SYNC, peer);
 		kvm_make_request(KVM_REQ_UNBLOCK, peer);
 		kvm_vcpu_kick(peer);
 	}
+	return true;
 }
 
 static u32 kemari_write_bytes(const struct kvm_kemari_write *w)
@@ -242,19 +269,25 @@ static u32 kemari_dirty_entries(struct kvm_vcpu *vcpu)
 static void kemari_exit(struct kvm_vcpu *vcpu, u32 reason)
 {
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+	int f = atomic_read(&vcpu->kvm->kemari->freeze);
 	struct kvm_run *run = vcpu->run;
 	u32 bytes = kemari_write_bytes(&kv->write);
 
+	kvm_clear_request(KVM_REQ_KEMARI_SYNC, vcpu);
+	/*
+	 * Clear the request before the quota bit: a push that sets both
+	 * after this point is then reported by the next sync exit.
+	 */
+	smp_mb__after_atomic();
 	if (kv->write.count)
 		reason |= KVM_KEMARI_SYNC_IO_BUS;
-	if (kv->quota_reached)
+	if (test_and_clear_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags))
 		reason |= KVM_KEMARI_SYNC_DIRTY_QUOTA;
-	kv->quota_reached = false;
 
-	kvm_clear_request(KVM_REQ_KEMARI_SYNC, vcpu);
 	run->exit_reason = KVM_EXIT_KEMARI_SYNC;
 	memset(&run->kemari, 0, sizeof(run->kemari));
 	run->kemari.reason = reason;
+	run->kemari.generation = (f & 1) ? kemari_generation(f) : 0;
 	run->kemari.dirty_entries = kemari_dirty_entries(vcpu);
 	run->kemari.write = kv->write;
 	memcpy(run->kemari.data, kv->data, min(bytes, KVM_KEMARI_INLINE_DATA));
@@ -403,7 +436,7 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 	}
 
 	++vcpu->stat.generic.kemari_writes_held;
-	kemari_freeze(vcpu);
+	kemari_freeze(vcpu->kvm, vcpu, KVM_KEMARI_SYNC_IO_BUS);
 	kvm_make_request(KVM_REQ_KEMARI_SYNC, vcpu);
 	return 1;
 }
@@ -496,10 +529,17 @@ static int kemari_complete(struct kvm_vcpu *vcpu)
 
 static struct kvm_kemari_vcpu *kemari_vcpu_state(struct kvm_vcpu *vcpu)
 {
-	if (!vcpu->kemari)
-		vcpu->kemari = kzalloc(sizeof(*vcpu->kemari),
-				       GFP_KERNEL_ACCOUNT);
-	return vcpu->kemari;
+	struct kvm_kemari_vcpu *kv;
+
+	if (vcpu->kemari)
+		return vcpu->kemari;
+
+	kv = kzalloc(sizeof(*kv), GFP_KERNEL_ACCOUNT);
+	if (!kv)
+		return NULL;
+	/* KVM_KEMARI_RESUME and GET_FREEZE read it from other tasks. */
+	smp_store_release(&vcpu->kemari, kv);
+	return kv;
 }
 
 #ifdef CONFIG_KVM_MMIO
@@ -528,21 +568,73 @@ static bool kemari_coalesced_unsynced(struct kvm *kvm)
 #endif
 
 /*
+ * KVM_RUN, before the arch's part: set up the vCPU's state and note that
+ * the vCPU is in KVM_RUN, before it can look at the freeze.  Returns 0 to
+ * go on, -errno to fail KVM_RUN.
+ */
+int kvm_kemari_vcpu_run_enter(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv;
+
+	if (!READ_ONCE(vcpu->kvm->kemari))
+		return 0;
+
+	kv = kemari_vcpu_state(vcpu);
+	if (!kv)
+		return -ENOMEM;
+
+	WRITE_ONCE(kv->in_run, true);
+	/* Pairs with the full barrier of a freeze's cmpxchg, see resume. */
+	smp_mb();
+	return 0;
+}
+
+/*
+ * KVM_RUN, after the arch's part, once nothing can push to the dirty ring
+ * any more (the vCPU is put, so kvm_sched_out() no longer writes steal
+ * time): count the entries for the sync exit, and note that the vCPU has
+ * stopped for the current freeze, if there is one.
+ */
+void kvm_kemari_vcpu_run_leave(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+
+	if (!kv)
+		return;
+
+	if (vcpu->run->exit_reason == KVM_EXIT_KEMARI_SYNC)
+		vcpu->run->kemari.dirty_entries = kemari_dirty_entries(vcpu);
+
+	WRITE_ONCE(kv->stopped, atomic_read(&vcpu->kvm->kemari->freeze));
+	/* Pairs with kemari_vcpu_running(): @stopped is set when it looks. */
+	smp_store_release(&kv->in_run, false);
+}
+
+/*
+ * KVM_RUN of a vCPU that waits for INIT or SIPI: it must not block in the
+ * kernel while the VM is frozen, or the freeze would never complete.
+ * Returns 1 to go on and block, 0 or -errno to return to userspace.
+ */
+int kvm_kemari_vcpu_run_uninit(struct kvm_vcpu *vcpu)
+{
+	if (!vcpu->kemari || !kemari_frozen(vcpu->kvm))
+		return 1;
+
+	return kemari_stay_frozen(vcpu, 0);
+}
+
+/*
  * First of the KVM_RUN hooks, before the arch completes userspace I/O:
  * set up the vCPU's state and deliver an exit that a coalesced flush
  * sync held back.  Returns 1 to go on, 0 or -errno to return to userspace.
  */
 int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu)
 {
-	struct kvm_kemari_vcpu *kv;
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
 	struct kvm_run *run = vcpu->run;
 
-	if (!READ_ONCE(vcpu->kvm->kemari))
-		return 1;
-
-	kv = kemari_vcpu_state(vcpu);
 	if (!kv)
-		return -ENOMEM;
+		return 1;
 
 	kvm_arch_kemari_vcpu_enter(vcpu);
 
@@ -589,7 +681,7 @@ int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu)
 bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 {
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
-	bool own = kv && (kv->write.count || kv->quota_reached);
+	bool own;
 
 	if (!kv)
 		return false;
@@ -600,8 +692,15 @@ bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 	 * former or the vCPU's next block sees the latter and returns here.
 	 */
 	smp_mb__after_atomic();
+	/*
+	 * A dirty ring push sets the quota bit before the request, and
+	 * kvm_check_request() orders the bit's read after the request's.
+	 */
 	if (!kvm_check_request(KVM_REQ_KEMARI_SYNC, vcpu))
 		return false;
+
+	own = kv->write.count ||
+	      test_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags);
 
 	if (!kemari_frozen(vcpu->kvm)) {
 		/* A kick from a freeze that KVM_KEMARI_RESUME has ended. */
@@ -609,10 +708,15 @@ bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 			return false;
 		/*
 		 * A sync point of this vCPU's own, but a KVM_KEMARI_RESUME
-		 * for an earlier one came in between: the guest must not run
-		 * past it, so freeze the VM again.
+		 * for an earlier one came in between (or the quota was
+		 * reached): the guest must not run past it, so freeze the
+		 * VM (again).
 		 */
-		kemari_freeze(vcpu);
+		if (kemari_freeze(vcpu->kvm, vcpu, kv->write.count ?
+				  KVM_KEMARI_SYNC_IO_BUS :
+				  KVM_KEMARI_SYNC_DIRTY_QUOTA) &&
+		    kv->write.count)
+			++vcpu->stat.generic.kemari_refreezes;
 	}
 
 	kemari_exit(vcpu, own ? 0 : KVM_KEMARI_SYNC_PEER);
@@ -631,11 +735,34 @@ void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used)
 {
 	struct kvm_kemari *kemari = READ_ONCE(vcpu->kvm->kemari);
 
-	if (!kemari || !vcpu->kemari || used != kemari->dirty_quota)
+	/*
+	 * At or above the quota, not just at it, and latched in an atomic
+	 * bit: a push from kvm_sched_out() may race with the sync exit that
+	 * reports the previous one, and must not be lost.
+	 */
+	if (!kemari || !vcpu->kemari || !kemari->dirty_quota ||
+	    used < kemari->dirty_quota)
 		return;
 
-	vcpu->kemari->quota_reached = true;
+	set_bit(KVM_KEMARI_VCPU_QUOTA, &vcpu->kemari->atomic_flags);
 	kvm_make_request(KVM_REQ_KEMARI_SYNC, vcpu);
+}
+
+/*
+ * An interrupt, NMI, INIT or SIPI reached the local APIC of @vcpu: KVM goes
+ * on accepting them while the VM is frozen (they land in the IRR, which the
+ * checkpoint captures), and counts them, so that a VMM can tell whether
+ * its cut was quiescent.  May be called in any context.
+ */
+void __kvm_kemari_injected(struct kvm_vcpu *vcpu, int vector)
+{
+	struct kvm_kemari *kemari = vcpu->kvm->kemari;
+
+	if (!(atomic_read(&kemari->freeze) & 1))
+		return;
+
+	atomic64_inc(&kemari->frozen_injections);
+	trace_kemari_frozen_injection(vcpu->vcpu_id, vector);
 }
 
 /*
@@ -649,7 +776,17 @@ int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
 	struct kvm_run *run = vcpu->run;
 
-	if (!kv || (r && r != -EINTR))
+	if (!kv)
+		return r;
+
+	/*
+	 * A vCPU waiting for INIT or SIPI was woken by a freeze: report it
+	 * rather than have the VMM call KVM_RUN again to find it.
+	 */
+	if (r == -EAGAIN && kemari_frozen(vcpu->kvm))
+		return kemari_stay_frozen(vcpu, 0);
+
+	if (r && r != -EINTR)
 		return r;
 
 	/*
@@ -658,8 +795,8 @@ int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 	 * empties it.  KVM_RUN returns it again until the ring is reset.
 	 */
 	if (!r && run->exit_reason == KVM_EXIT_DIRTY_RING_FULL) {
-		kemari_freeze(vcpu);
-		kv->quota_reached = true;
+		kemari_freeze(vcpu->kvm, vcpu, KVM_KEMARI_SYNC_DIRTY_QUOTA);
+		set_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags);
 		kemari_exit(vcpu, 0);
 	}
 
@@ -680,7 +817,7 @@ int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 	kv->deferred_ret = r;
 	kv->deferred_reason = run->exit_reason;
 	memcpy(kv->deferred_union, run->padding, sizeof(kv->deferred_union));
-	kemari_freeze(vcpu);
+	kemari_freeze(vcpu->kvm, vcpu, KVM_KEMARI_SYNC_COALESCED);
 	kemari_exit(vcpu, KVM_KEMARI_SYNC_COALESCED);
 	return 0;
 }
@@ -783,19 +920,105 @@ void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu)
 	vcpu->kemari = NULL;
 }
 
+/*
+ * Has @vcpu not left KVM_RUN since the freeze @f began?  A vCPU outside
+ * KVM_RUN cannot run guest code without finding the VM frozen, and one
+ * that has left once and re-entered only reports the freeze again.
+ */
+static struct kvm_kemari_vcpu *kemari_vcpu_peek(struct kvm_vcpu *vcpu)
+{
+	/* Pairs with kemari_vcpu_state(): a vCPU's state, once set up. */
+	return smp_load_acquire(&vcpu->kemari);
+}
+
+static bool kemari_vcpu_running(struct kvm_vcpu *vcpu, int f)
+{
+	struct kvm_kemari_vcpu *kv = kemari_vcpu_peek(vcpu);
+
+	/* Pairs with kvm_kemari_vcpu_run_leave(). */
+	return kv && smp_load_acquire(&kv->in_run) &&
+	       READ_ONCE(kv->stopped) != f;
+}
+
+static int kemari_get_freeze(struct kvm *kvm, struct kvm_kemari *kemari,
+			     struct kvm_kemari_freeze __user *up)
+{
+	struct kvm_kemari_freeze st = {
+		.injections = atomic64_read(&kemari->frozen_injections),
+	};
+	int f = atomic_read(&kemari->freeze);
+	struct kvm_vcpu *vcpu;
+	unsigned long i;
+
+	st.generation = kemari_generation(f);
+	if (f & 1) {
+		st.flags = KVM_KEMARI_FROZEN;
+		kvm_for_each_vcpu(i, vcpu, kvm) {
+			struct kvm_kemari_vcpu *kv = kemari_vcpu_peek(vcpu);
+
+			if (kemari_vcpu_running(vcpu, f))
+				st.running++;
+			else if (kv && READ_ONCE(kv->stopped) == f)
+				st.stopped++;
+		}
+	}
+
+	return copy_to_user(up, &st, sizeof(st)) ? -EFAULT : 0;
+}
+
+/*
+ * End the freeze, unless a vCPU that was in KVM_RUN when it began has not
+ * left KVM_RUN yet: it may still be running guest code, and the VMM's cut
+ * would be torn.  That is -EBUSY rather than a wait, so that a vCPU stuck
+ * in the kernel (a page fault waiting on userfaultfd, say) cannot hang the
+ * VMM's checkpoint thread, and the VMM's own watchdog can name it.
+ * Returns 0 if it ended a freeze, 1 if the VM was not frozen.
+ */
+static int kemari_resume(struct kvm *kvm, struct kvm_kemari *kemari)
+{
+	int f = atomic_read(&kemari->freeze);
+	struct kvm_vcpu *vcpu;
+	unsigned long i;
+
+	if (!(f & 1))
+		return 1;
+
+	/* Pairs with smp_mb() in kvm_kemari_vcpu_run_enter(). */
+	smp_mb();
+	kvm_for_each_vcpu(i, vcpu, kvm)
+		if (kemari_vcpu_running(vcpu, f))
+			return -EBUSY;
+
+	/*
+	 * vCPUs that were kicked and have not looked at the freeze yet find
+	 * it ended and go on.  A concurrent resume may have won.
+	 */
+	if (atomic_cmpxchg(&kemari->freeze, f, f + 1) != f)
+		return 1;
+
+	trace_kemari_resume(kemari_generation(f));
+	return 0;
+}
+
 /* VM ioctls. */
 int kvm_kemari_vm_ioctl(struct kvm *kvm, unsigned int ioctl,
 			unsigned long arg)
 {
 	struct kvm_kemari *kemari = READ_ONCE(kvm->kemari);
 
-	if (ioctl != KVM_KEMARI_RESUME)
+	switch (ioctl) {
+	case KVM_KEMARI_RESUME:
+	case KVM_KEMARI_FREEZE:
+		if (!kemari || arg)
+			return -EINVAL;
+		if (ioctl == KVM_KEMARI_RESUME)
+			return kemari_resume(kvm, kemari);
+		return kemari_freeze(kvm, NULL, 0) ? 0 : 1;
+	case KVM_KEMARI_GET_FREEZE:
+		if (!kemari)
+			return -EINVAL;
+		return kemari_get_freeze(kvm, kemari, (void __user *)arg);
+	default:
 		return -ENOTTY;
-
-	if (!kemari || arg)
-		return -EINVAL;
-
-	/* vCPUs that were kicked and not yet stopped find this and go on. */
-	atomic_set(&kemari->frozen, 0);
-	return 0;
+	}
 }

@@ -203,3 +203,15 @@ void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu)
 		kvm_x86_call(kemari_tsc_intercept)(vcpu, kv->tsc_intercepted);
 }
 EXPORT_SYMBOL_GPL(kvm_kemari_tsc_reapply);
+
+/*
+ * An async page fault leaves a token in guest memory and a completion
+ * queued in KVM that no checkpoint can carry, so a secondary resumed from
+ * one could wait for ever for a page that is ready.  A Kemari VM does not
+ * turn them on: the guest's WRMSR gets #GP, a host-initiated one fails.
+ * Writing the MSR with the enable bit clear still works.
+ */
+bool kvm_kemari_refuse_async_pf(struct kvm_vcpu *vcpu, u64 data)
+{
+	return READ_ONCE(vcpu->kvm->kemari) && (data & KVM_ASYNC_PF_ENABLED);
+}

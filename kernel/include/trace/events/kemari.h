@@ -46,6 +46,68 @@ TRACE_EVENT(kemari_sync,
 );
 
 /*
+ * A freeze began: started by the sync point of vCPU @vcpu_id for @reason
+ * (KVM_KEMARI_SYNC_*), or by KVM_KEMARI_FREEZE (@vcpu_id -1, @reason 0).
+ */
+TRACE_EVENT(kemari_freeze,
+	TP_PROTO(int vcpu_id, u32 generation, u32 reason),
+	TP_ARGS(vcpu_id, generation, reason),
+
+	TP_STRUCT__entry(
+		__field(int,		vcpu_id)
+		__field(u32,		generation)
+		__field(u32,		reason)
+	),
+
+	TP_fast_assign(
+		__entry->vcpu_id	= vcpu_id;
+		__entry->generation	= generation;
+		__entry->reason		= reason;
+	),
+
+	TP_printk("generation %u by %s %d reason %s", __entry->generation,
+		  __entry->vcpu_id < 0 ? "userspace" : "vcpu", __entry->vcpu_id,
+		  __print_flags(__entry->reason, "|",
+				{ KVM_KEMARI_SYNC_IO_BUS, "io_bus" },
+				{ KVM_KEMARI_SYNC_COALESCED, "coalesced" },
+				{ KVM_KEMARI_SYNC_DIRTY_QUOTA, "dirty_quota" }))
+);
+
+/* KVM_KEMARI_RESUME ended freeze @generation. */
+TRACE_EVENT(kemari_resume,
+	TP_PROTO(u32 generation),
+	TP_ARGS(generation),
+
+	TP_STRUCT__entry(
+		__field(u32,		generation)
+	),
+
+	TP_fast_assign(
+		__entry->generation	= generation;
+	),
+
+	TP_printk("generation %u", __entry->generation)
+);
+
+/* An interrupt (@vector; -1 for NMI, INIT, SIPI) reached a frozen VM. */
+TRACE_EVENT(kemari_frozen_injection,
+	TP_PROTO(unsigned int vcpu_id, int vector),
+	TP_ARGS(vcpu_id, vector),
+
+	TP_STRUCT__entry(
+		__field(unsigned int,	vcpu_id)
+		__field(int,		vector)
+	),
+
+	TP_fast_assign(
+		__entry->vcpu_id	= vcpu_id;
+		__entry->vector		= vector;
+	),
+
+	TP_printk("vcpu %u vector %d", __entry->vcpu_id, __entry->vector)
+);
+
+/*
  * A held write reached the devices on re-entry; @unclaimed is 1 if a piece
  * of it found no device and went to userspace instead.
  */

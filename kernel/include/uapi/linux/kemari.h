@@ -93,8 +93,10 @@ struct kvm_kemari_tsc_log {
  * @flags: KVM_KEMARI_EXIT_DATA_TRUNCATED if @data holds only the first
  *	   KVM_KEMARI_INLINE_DATA bytes; KVM_KEMARI_GET_PENDING has them all
  * @dirty_entries: entries in this vCPU's dirty ring that the VMM has not
- *	   reset yet (with a reset at every checkpoint: this checkpoint's)
- * @pad: 0
+ *	   reset yet (with a reset at every checkpoint: this checkpoint's),
+ *	   sampled as the last thing before KVM_RUN returned
+ * @generation: the freeze that this exit reports (see
+ *	   struct kvm_kemari_freeze); 0 if the VM was not frozen any more
  * @write: this vCPU's pending write; @write.count is 0 if there is none
  * @data: the first bytes of the pending write's data
  * @tsc: this vCPU's TSC log (KVM_KEMARI_TSC_LOG); all 0 if it is off
@@ -103,7 +105,7 @@ struct kvm_kemari_exit {
 	__u32 reason;
 	__u32 flags;
 	__u32 dirty_entries;
-	__u32 pad;
+	__u32 generation;
 	struct kvm_kemari_write write;
 	__u8 data[KVM_KEMARI_INLINE_DATA];
 	struct kvm_kemari_tsc_log tsc;
@@ -120,9 +122,38 @@ struct kvm_kemari_pending {
 	__u8 data[KVM_KEMARI_MAX_DATA];
 };
 
+/* struct kvm_kemari_freeze: flags */
+#define KVM_KEMARI_FROZEN		(1U << 0)
+
+/**
+ * struct kvm_kemari_freeze - KVM_KEMARI_GET_FREEZE: where the freeze stands
+ * @flags: KVM_KEMARI_FROZEN while the VM is frozen
+ * @generation: the number of the current freeze, or of the latest one if
+ *		the VM is not frozen; freezes are numbered from 1, 0 means
+ *		that the VM has never been frozen
+ * @stopped: vCPUs that have left KVM_RUN since the current freeze began
+ *	     (each counts once, however often it re-entered); 0 if not frozen
+ * @running: vCPUs that are in KVM_RUN and have not left it since the
+ *	     current freeze began; KVM_KEMARI_RESUME fails with EBUSY while
+ *	     this is not 0; 0 if not frozen
+ * @injections: interrupts, NMIs, INITs and SIPIs that reached a local APIC
+ *		of the VM while it was frozen, since the VM was created
+ * @reserved: 0
+ */
+struct kvm_kemari_freeze {
+	__u32 flags;
+	__u32 generation;
+	__u32 stopped;
+	__u32 running;
+	__u64 injections;
+	__u64 reserved[5];
+};
+
 /* 0xAE is KVMIO: the ioctls are handled on KVM's file descriptors. */
 #define KVM_KEMARI_GET_PENDING	_IOR(0xAE, 0xe0, struct kvm_kemari_pending)
 #define KVM_KEMARI_SET_PENDING	_IOW(0xAE, 0xe1, struct kvm_kemari_pending)
 #define KVM_KEMARI_RESUME	_IO(0xAE, 0xe2)
+#define KVM_KEMARI_FREEZE	_IO(0xAE, 0xe3)
+#define KVM_KEMARI_GET_FREEZE	_IOR(0xAE, 0xe4, struct kvm_kemari_freeze)
 
 #endif /* _UAPI_LINUX_KEMARI_H */

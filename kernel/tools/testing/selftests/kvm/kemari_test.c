@@ -39,6 +39,7 @@
 #include <asm/kvm_para.h>
 #include <linux/kemari.h>
 
+#include "apic.h"
 #include "kvm_util.h"
 #include "processor.h"
 #include "svm_util.h"
@@ -267,14 +268,40 @@ static void harvest_all(struct kvm_dirty_gfn *ring, uint32_t from, uint32_t n)
 	}
 }
 
+/*
+ * The signaller: once the reset has visibly begun (it clears each entry's
+ * flags as it goes) and while its last entry is still waiting, signal the
+ * resetting thread.  So the signal comes while the reset runs, however
+ * fast the machine is; one sent before the ioctl would be delivered
+ * before the ioctl starts and prove nothing.
+ */
+struct reset_signaller {
+	struct kvm_dirty_gfn *first, *last;
+	pthread_t target;
+	bool armed, sent_during;
+};
+
+static void *reset_signaller(void *arg)
+{
+	struct reset_signaller *rs = arg;
+
+	while (!__atomic_load_n(&rs->armed, __ATOMIC_ACQUIRE))
+		;
+	while (__atomic_load_n(&rs->first->flags, __ATOMIC_ACQUIRE))
+		;
+	rs->sent_during = __atomic_load_n(&rs->last->flags, __ATOMIC_ACQUIRE);
+	pthread_kill(rs->target, SIGALRM);
+	return NULL;
+}
+
 static const char *test_dirty_ring_reset_interruptible(void)
 {
-	struct itimerval alarm_in = { .it_value.tv_usec = 1000 };
-	struct itimerval disarm = { 0 };
 	struct sigaction sa = { .sa_handler = alarm_handler };
-	uint32_t total = 2 * BIG_SLOT_PAGES, done = 0, i;
+	uint32_t total = 2 * BIG_SLOT_PAGES, done = 0, i, during = 0;
+	struct reset_signaller rs;
 	struct kvm_dirty_gfn *ring;
 	struct kvm_vcpu *vcpu;
+	pthread_t thread;
 	struct kvm_vm *vm;
 	struct ucall uc;
 	int r, tries;
@@ -302,9 +329,10 @@ static const char *test_dirty_ring_reset_interruptible(void)
 
 	/*
 	 * Each round dirties every page again (the reset re-protected them)
-	 * and arms an alarm 1 ms into the reset, which takes much longer.  A
-	 * reset that ignores signals never fails with EINTR; a fast machine
-	 * may finish first, hence a few rounds.
+	 * and signals the reset while it runs.  A reset that ignores signals
+	 * finishes all entries; one that heeds them fails with EINTR.  A
+	 * round whose reset ended before the signal landed proves nothing
+	 * either way, hence a few rounds.
 	 */
 	for (tries = 0; tries < 5 && !eintr; tries++) {
 		vcpu_run(vcpu);
@@ -312,9 +340,16 @@ static const char *test_dirty_ring_reset_interruptible(void)
 		TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
 		harvest_all(ring, done, total);
 
-		setitimer(ITIMER_REAL, &alarm_in, NULL);
+		rs = (struct reset_signaller) {
+			.first = &ring[done % BIG_RING_ENTRIES],
+			.last = &ring[(done + total - 1) % BIG_RING_ENTRIES],
+			.target = pthread_self(),
+		};
+		pthread_create(&thread, NULL, reset_signaller, &rs);
+		__atomic_store_n(&rs.armed, true, __ATOMIC_RELEASE);
 		r = __vm_ioctl(vm, KVM_RESET_DIRTY_RINGS, NULL);
-		setitimer(ITIMER_REAL, &disarm, NULL);
+		pthread_join(thread, NULL);
+		during += rs.sent_during;
 		if (r < 0) {
 			TEST_ASSERT(errno == EINTR,
 				    "KVM_RESET_DIRTY_RINGS: errno %d, want EINTR",
@@ -334,7 +369,9 @@ static const char *test_dirty_ring_reset_interruptible(void)
 	}
 	signal(SIGALRM, SIG_DFL);
 	kvm_vm_free(vm);
-	return eintr ? NULL : "every reset finished within 1 ms";
+	TEST_ASSERT(eintr, "KVM_RESET_DIRTY_RINGS ignored a signal: %u of %d resets were signalled while they ran and none failed with EINTR",
+		    during, tries);
+	return NULL;
 }
 
 /* Sync exits. */
@@ -508,11 +545,15 @@ static uint64_t eventfd_count(int fd)
 	return 0;
 }
 
-static uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
+/*
+ * A stat from a stats fd.  Reading the fd takes no lock, so a test can
+ * watch a vCPU that is in KVM_RUN; KVM_GET_STATS_FD, like every vCPU
+ * ioctl, waits for vcpu->mutex, so open the fd before the vCPU runs.
+ */
+static uint64_t stats_fd_read(int fd, const char *name)
 {
 	struct kvm_stats_header header;
 	struct kvm_stats_desc *descs, *d;
-	int fd = vcpu_get_stats_fd(vcpu);
 	uint64_t data = -1ull;
 	int i;
 
@@ -526,14 +567,40 @@ static uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
 		}
 	}
 	free(descs);
-	close(fd);
 	TEST_ASSERT(data != -1ull, "no vCPU stat %s", name);
 	return data;
 }
 
+static uint64_t vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
+{
+	int fd = vcpu_get_stats_fd(vcpu);
+	uint64_t data = stats_fd_read(fd, name);
+
+	close(fd);
+	return data;
+}
+
+/*
+ * Wait for a vCPU to block in the kernel (HLT, or waiting for INIT/SIPI):
+ * its "blocking" stat, read from @stats_fd (see stats_fd_read()), since
+ * KVM_GET_MP_STATE would wait for the vCPU to leave KVM_RUN.
+ */
+static void wait_blocking(int stats_fd)
+{
+	int i;
+
+	for (i = 0; i < 20000 && !stats_fd_read(stats_fd, "blocking"); i++)
+		usleep(1000);
+	TEST_ASSERT(stats_fd_read(stats_fd, "blocking"), "vCPU never blocked");
+}
+
+/* End the freeze if there is one: 0 if it ended one, 1 if there was none. */
 static void kemari_resume(struct kvm_vm *vm)
 {
-	vm_ioctl(vm, KVM_KEMARI_RESUME, NULL);
+	int r = __vm_ioctl(vm, KVM_KEMARI_RESUME, NULL);
+
+	TEST_ASSERT(r == 0 || r == 1, "KVM_KEMARI_RESUME: %d (%s)", r,
+		    strerror(errno));
 }
 
 /* Run @vcpu and expect a sync exit for @reason with no other bits. */
@@ -1165,11 +1232,12 @@ static void check_peer(uint32_t peer_op)
 	struct kvm_mp_state mp;
 	struct kvm_vm *vm;
 	pthread_t thread;
+	int fd, i, stats_fd;
 	uint64_t c;
-	int fd, i;
 
 	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 2, vcpus);
 	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	stats_fd = vcpu_get_stats_fd(vcpus[1]);
 	p.vcpu = vcpus[1];
 	sem_init(&p.go, 0, 0);
 	sem_init(&p.done, 0, 0);
@@ -1181,9 +1249,9 @@ static void check_peer(uint32_t peer_op)
 	sem_post(&p.go);
 	while (!spin_count(vm))
 		usleep(1000);
-	/* Give a halting peer the time to block in the kernel. */
+	/* A halting peer must have blocked in the kernel. */
 	if (peer_op == OP_HALT)
-		usleep(100 * 1000);
+		wait_blocking(stats_fd);
 
 	/* vCPU 0 finds the command that vCPU 1 took: an OUT to the eventfd. */
 	run_to_sync(vcpus[0], 0);
@@ -1224,6 +1292,7 @@ static void check_peer(uint32_t peer_op)
 	WRITE_ONCE(p.quit, true);
 	sem_post(&p.go);
 	pthread_join(thread, NULL);
+	close(stats_fd);
 	close(fd);
 	kvm_vm_free(vm);
 }
@@ -1378,6 +1447,26 @@ static void golden_guest(uint64_t seed)
 	}
 }
 
+/*
+ * An exception in the golden guest would be a triple fault without an
+ * IDT, and SVM's shutdown intercept resets the vCPU before the host can
+ * look: report the first one, with its registers, instead.
+ */
+static void golden_exception(struct ex_regs *r)
+{
+	uint64_t cr2;
+
+	asm volatile("mov %%cr2, %0" : "=r"(cr2));
+	GUEST_FAIL("vector %lu error %#lx rip %#lx cs %#lx rflags %#lx cr2 %#lx rax %#lx rbx %#lx rcx %#lx rdx %#lx rsi %#lx rdi %#lx rbp %#lx",
+		   r->vector, r->error_code, r->rip, r->cs, r->rflags, cr2,
+		   r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp);
+}
+
+static const int golden_vectors[] = {
+	DE_VECTOR, DB_VECTOR, BP_VECTOR, UD_VECTOR, DF_VECTOR, TS_VECTOR,
+	NP_VECTOR, SS_VECTOR, GP_VECTOR, PF_VECTOR, AC_VECTOR, MC_VECTOR,
+};
+
 enum golden_state { GOLDEN_RUNNING, GOLDEN_STOPPED, GOLDEN_DONE };
 
 struct golden_vcpu {
@@ -1394,14 +1483,21 @@ struct golden_vcpu {
 /* Say where the guest was when it stopped unexpectedly (a triple fault). */
 static void golden_report_exit(struct kvm_vcpu *vcpu)
 {
+	struct kvm_vcpu_events ev;
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
 
 	vcpu_regs_get(vcpu, &regs);
 	vcpu_sregs_get(vcpu, &sregs);
-	ksft_print_msg("vCPU %u: exit %u at rip %#llx rsp %#llx cr2 %#llx\n",
+	vcpu_events_get(vcpu, &ev);
+	ksft_print_msg("vCPU %u: exit %u at rip %#llx rsp %#llx cr2 %#llx cr3 %#llx efer %#llx\n",
 		       vcpu->id, vcpu->run->exit_reason, regs.rip, regs.rsp,
-		       sregs.cr2);
+		       sregs.cr2, sregs.cr3, sregs.efer);
+	ksft_print_msg("vCPU %u: events: exception inj %u pend %u nr %u err %#x; interrupt inj %u nr %u; nmi inj %u pend %u; triple_fault %u\n",
+		       vcpu->id, ev.exception.injected, ev.exception.pending,
+		       ev.exception.nr, ev.exception.error_code,
+		       ev.interrupt.injected, ev.interrupt.nr, ev.nmi.injected,
+		       ev.nmi.pending, ev.triple_fault.pending);
 }
 
 static void *golden_thread(void *arg)
@@ -1547,6 +1643,10 @@ static const char *check_golden(const struct golden_mode *m)
 	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
 	golden_out_every = m->out_every;
 	sync_global_to_guest(vm, golden_out_every);
+
+	for (i = 0; i < ARRAY_SIZE(golden_vectors); i++)
+		vm_install_exception_handler(vm, golden_vectors[i],
+					     golden_exception);
 
 	sem_init(&event, 0, 0);
 	for (i = 0; i < GOLDEN_VCPUS; i++) {
@@ -2389,6 +2489,825 @@ static const char *test_tsc_restore(void)
 	return NULL;
 }
 
+/*
+ * The freeze protocol (kemari.rst, "The freeze"): KVM_KEMARI_FREEZE,
+ * KVM_KEMARI_GET_FREEZE and the checks of KVM_KEMARI_RESUME.
+ */
+static int kemari_freeze_vm(struct kvm_vm *vm)
+{
+	return __vm_ioctl(vm, KVM_KEMARI_FREEZE, NULL);
+}
+
+static void get_freeze(struct kvm_vm *vm, struct kvm_kemari_freeze *st)
+{
+	vm_ioctl(vm, KVM_KEMARI_GET_FREEZE, st);
+}
+
+static void assert_freeze(struct kvm_vm *vm, uint32_t flags, uint32_t gen,
+			  uint32_t stopped, uint32_t running)
+{
+	struct kvm_kemari_freeze st;
+
+	get_freeze(vm, &st);
+	TEST_ASSERT(st.flags == flags && st.generation == gen &&
+		    st.stopped == stopped && st.running == running,
+		    "freeze: flags %#x generation %u stopped %u running %u, want %#x %u %u %u",
+		    st.flags, st.generation, st.stopped, st.running, flags, gen,
+		    stopped, running);
+}
+
+static void assert_vm_ioctl_fails(struct kvm_vm *vm, unsigned long cmd,
+				  void *arg, int err, const char *what)
+{
+	int r = ioctl(vm->fd, cmd, arg);
+
+	TEST_ASSERT(r == -1 && errno == err, "%s: want errno %d (%s), got r=%d errno=%d (%s)",
+		    what, err, strerror(err), r, errno, strerror(errno));
+}
+
+/* Every documented return value and error of FREEZE, RESUME, GET_FREEZE. */
+static const char *test_freeze_api(void)
+{
+	struct kvm_kemari_freeze st;
+	struct kvm_vcpu *vcpus[1];
+	struct kvm_vm *vm;
+
+	/* Not a Kemari VM. */
+	vm = vm_create_barebones();
+	assert_vm_ioctl_fails(vm, KVM_KEMARI_FREEZE, NULL, EINVAL, "FREEZE off");
+	assert_vm_ioctl_fails(vm, KVM_KEMARI_RESUME, NULL, EINVAL, "RESUME off");
+	assert_vm_ioctl_fails(vm, KVM_KEMARI_GET_FREEZE, &st, EINVAL,
+			      "GET_FREEZE off");
+	kvm_vm_free(vm);
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, vcpus);
+	assert_vm_ioctl_fails(vm, KVM_KEMARI_FREEZE, (void *)1, EINVAL,
+			      "FREEZE arg 1");
+	assert_vm_ioctl_fails(vm, KVM_KEMARI_RESUME, (void *)1, EINVAL,
+			      "RESUME arg 1");
+	assert_vm_ioctl_fails(vm, KVM_KEMARI_GET_FREEZE, (void *)8, EFAULT,
+			      "GET_FREEZE bad address");
+
+	/* Never frozen; RESUME has nothing to end. */
+	assert_freeze(vm, 0, 0, 0, 0);
+	TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), 1);
+
+	/* No vCPU in KVM_RUN: the freeze is complete at once. */
+	TEST_ASSERT_EQ(kemari_freeze_vm(vm), 0);
+	assert_freeze(vm, KVM_KEMARI_FROZEN, 1, 0, 0);
+	TEST_ASSERT_EQ(kemari_freeze_vm(vm), 1);
+	assert_freeze(vm, KVM_KEMARI_FROZEN, 1, 0, 0);
+
+	/* A vCPU that enters reports the freeze and runs no guest code. */
+	run_to_kemari(vcpus[0], KVM_KEMARI_SYNC_PEER);
+	TEST_ASSERT_EQ(vcpus[0]->run->kemari.generation, 1);
+	run_to_kemari(vcpus[0], KVM_KEMARI_SYNC_PEER);
+	assert_freeze(vm, KVM_KEMARI_FROZEN, 1, 1, 0);
+	TEST_ASSERT_EQ(cmds_done(vm), 0);
+
+	TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), 0);
+	assert_freeze(vm, 0, 1, 0, 0);
+	TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), 1);
+	run_to_sync(vcpus[0], 0);
+
+	/*
+	 * A held write froze the VM: FREEZE joins that freeze, and the write
+	 * stays pending through it and lands once after RESUME.
+	 */
+	{
+		int fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+
+		set_cmd(vm, OP_OUT, 1, PIO_PORT, 7, 0);
+		run_to_kemari(vcpus[0], KVM_KEMARI_SYNC_IO_BUS);
+		TEST_ASSERT_EQ(vcpus[0]->run->kemari.generation, 2);
+		TEST_ASSERT_EQ(kemari_freeze_vm(vm), 1);
+		run_to_kemari(vcpus[0], KVM_KEMARI_SYNC_IO_BUS | KVM_KEMARI_SYNC_PEER);
+		assert_freeze(vm, KVM_KEMARI_FROZEN, 2, 1, 0);
+		TEST_ASSERT_EQ(eventfd_count(fd), 0);
+		TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), 0);
+		run_to_sync(vcpus[0], 1);
+		TEST_ASSERT_EQ(eventfd_count(fd), 1);
+		close(fd);
+	}
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * A halted vCPU and one that waits for INIT/SIPI (KVM_MP_STATE_UNINITIALIZED)
+ * both leave KVM_RUN with a peer sync exit when the VM freezes, and keep
+ * their state.  The test waits for each to block in the kernel by polling
+ * its "blocking" stat, which the stats fd reads without vcpu->mutex.
+ */
+static const char *test_freeze_halted_uninit(void)
+{
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_UNINITIALIZED };
+	struct kvm_vcpu *vcpus[2];
+	pthread_t threads[2];
+	struct peer p[2] = { 0 };
+	struct kvm_vm *vm;
+	int i, sfd[2];
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 2, vcpus);
+	run_to_sync(vcpus[0], 0);
+	set_cmd(vm, OP_HALT, 0, 0, 0, 0);
+	vcpu_mp_state_set(vcpus[1], &mp);
+	for (i = 0; i < 2; i++) {
+		sfd[i] = vcpu_get_stats_fd(vcpus[i]);
+		p[i].vcpu = vcpus[i];
+		sem_init(&p[i].go, 0, 0);
+		sem_init(&p[i].done, 0, 0);
+		pthread_create(&threads[i], NULL, peer_thread, &p[i]);
+		sem_post(&p[i].go);
+		wait_blocking(sfd[i]);
+	}
+
+	for (i = 0; i < 2; i++) {
+		TEST_ASSERT_EQ(kemari_freeze_vm(vm), 0);
+		peer_wait_stopped(&p[0]);
+		peer_wait_stopped(&p[1]);
+		assert_freeze(vm, KVM_KEMARI_FROZEN, i + 1, 2, 0);
+		vcpu_mp_state_get(vcpus[0], &mp);
+		TEST_ASSERT_EQ(mp.mp_state, KVM_MP_STATE_HALTED);
+		vcpu_mp_state_get(vcpus[1], &mp);
+		TEST_ASSERT_EQ(mp.mp_state, KVM_MP_STATE_UNINITIALIZED);
+
+		/* Re-entered while frozen: straight back, no blocking. */
+		sem_post(&p[1].go);
+		peer_wait_stopped(&p[1]);
+
+		TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), 0);
+		if (i)
+			break;
+		/* Both block again after the freeze; the next one ends it. */
+		sem_post(&p[0].go);
+		sem_post(&p[1].go);
+		wait_blocking(sfd[0]);
+		wait_blocking(sfd[1]);
+	}
+
+	for (i = 0; i < 2; i++) {
+		WRITE_ONCE(p[i].quit, true);
+		sem_post(&p[i].go);
+		pthread_join(threads[i], NULL);
+		close(sfd[i]);
+	}
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * An irqfd signalled during a freeze: KVM takes the interrupt into the
+ * IRR (no hidden state), counts it, and the guest handles it once after
+ * RESUME.  Two KVM_GET_LAPIC in one quiescent freeze agree on IRR and ISR.
+ */
+#define IRQFD_GSI		20
+#define IRQFD_VECTOR		0x81
+#define LAPIC_ISR		0x100
+
+static uint64_t irqfd_handled;
+
+static void irqfd_handler(struct ex_regs *regs)
+{
+	WRITE_ONCE(irqfd_handled, READ_ONCE(irqfd_handled) + 1);
+	x2apic_write_reg(APIC_EOI, 0);
+}
+
+static void irqfd_guest(void)
+{
+	x2apic_enable();
+	GUEST_SYNC(0);
+	for (;;)
+		asm volatile("sti; hlt; cli");
+}
+
+static bool lapic_bit(const struct kvm_lapic_state *l, uint32_t base, int v)
+{
+	return *(const uint32_t *)&l->regs[base + (v / 32) * 0x10] &
+	       (1u << (v % 32));
+}
+
+static const char *test_freeze_irqfd(void)
+{
+	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_IOAPIC };
+	struct kvm_lapic_state l1, l2;
+	struct kvm_kemari_freeze st;
+	struct kvm_irqfd irqfd = { .gsi = IRQFD_GSI };
+	struct kvm_vcpu *vcpu;
+	struct peer p = { 0 };
+	pthread_t thread;
+	struct kvm_vm *vm;
+	uint64_t one = 1, before;
+	struct ucall uc;
+	int sfd;
+
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	vcpu = vm_vcpu_add(vm, 0, irqfd_guest);
+	sfd = vcpu_get_stats_fd(vcpu);
+	vm_install_exception_handler(vm, IRQFD_VECTOR, irqfd_handler);
+	vcpu_run(vcpu);
+	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+
+	/* IOAPIC pin 20: edge, fixed, physical, to APIC 0. */
+	vm_ioctl(vm, KVM_GET_IRQCHIP, &chip);
+	chip.chip.ioapic.redirtbl[IRQFD_GSI].bits = IRQFD_VECTOR;
+	vm_ioctl(vm, KVM_SET_IRQCHIP, &chip);
+	irqfd.fd = eventfd(0, 0);
+	vm_ioctl(vm, KVM_IRQFD, &irqfd);
+
+	p.vcpu = vcpu;
+	sem_init(&p.go, 0, 0);
+	sem_init(&p.done, 0, 0);
+	pthread_create(&thread, NULL, peer_thread, &p);
+	sem_post(&p.go);
+	wait_blocking(sfd);
+
+	TEST_ASSERT_EQ(kemari_freeze_vm(vm), 0);
+	peer_wait_stopped(&p);
+	get_freeze(vm, &st);
+	before = st.injections;
+
+	TEST_ASSERT_EQ(write(irqfd.fd, &one, sizeof(one)), sizeof(one));
+	/* The irqfd injects from a workqueue: wait for it to be counted. */
+	for (int i = 0; i < 5000 && st.injections == before; i++) {
+		usleep(1000);
+		get_freeze(vm, &st);
+	}
+	TEST_ASSERT_EQ(st.injections, before + 1);
+
+	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &l1);
+	TEST_ASSERT(lapic_bit(&l1, APIC_IRR, IRQFD_VECTOR),
+		    "vector %#x not in the IRR during the freeze", IRQFD_VECTOR);
+	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &l2);
+	TEST_ASSERT(!memcmp(&l1.regs[APIC_IRR], &l2.regs[APIC_IRR], 0x80) &&
+		    !memcmp(&l1.regs[LAPIC_ISR], &l2.regs[LAPIC_ISR], 0x80),
+		    "IRR or ISR changed within one quiescent freeze");
+	TEST_ASSERT_EQ(READ_ONCE(*(uint64_t *)addr_gva2hva(vm, (vm_vaddr_t)&irqfd_handled)), 0);
+
+	/* Resumed, the guest takes the interrupt once and halts again. */
+	TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), 0);
+	sem_post(&p.go);
+	for (int i = 0; i < 20000 &&
+	     !READ_ONCE(*(uint64_t *)addr_gva2hva(vm, (vm_vaddr_t)&irqfd_handled)); i++)
+		usleep(1000);
+	wait_blocking(sfd);
+	TEST_ASSERT_EQ(kemari_freeze_vm(vm), 0);
+	peer_wait_stopped(&p);
+	TEST_ASSERT_EQ(READ_ONCE(*(uint64_t *)addr_gva2hva(vm, (vm_vaddr_t)&irqfd_handled)), 1);
+	get_freeze(vm, &st);
+	TEST_ASSERT_EQ(st.injections, before + 1);
+	TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), 0);
+
+	WRITE_ONCE(p.quit, true);
+	sem_post(&p.go);
+	pthread_join(thread, NULL);
+	close(sfd);
+	close(irqfd.fd);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * Async page faults leave tokens in the guest that no checkpoint carries:
+ * a Kemari VM refuses to enable them, the guest gets #GP, a host-initiated
+ * write fails; writing 0 (off) works.  Other VMs are unaffected.
+ */
+static void async_pf_guest(void)
+{
+	GUEST_ASSERT_EQ(wrmsr_safe(MSR_KVM_ASYNC_PF_EN,
+				   0x100000 | KVM_ASYNC_PF_ENABLED), GP_VECTOR);
+	GUEST_ASSERT_EQ(wrmsr_safe(MSR_KVM_ASYNC_PF_EN, 0), 0);
+	GUEST_DONE();
+}
+
+static const char *test_async_pf_refused(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	vcpu = vm_vcpu_add(vm, 0, async_pf_guest);
+	TEST_ASSERT_EQ(_vcpu_set_msr(vcpu, MSR_KVM_ASYNC_PF_EN,
+				     0x100000 | KVM_ASYNC_PF_ENABLED), 0);
+	TEST_ASSERT_EQ(_vcpu_set_msr(vcpu, MSR_KVM_ASYNC_PF_EN, 0), 1);
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT_EQ(uc.cmd, UCALL_DONE);
+	kvm_vm_free(vm);
+
+	/* The control: without Kemari the same write is taken. */
+	vm = vm_create(1);
+	vcpu = vm_vcpu_add(vm, 0, async_pf_guest);
+	TEST_ASSERT_EQ(_vcpu_set_msr(vcpu, MSR_KVM_ASYNC_PF_EN,
+				     0x100000 | KVM_ASYNC_PF_ENABLED), 1);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * The dirty quota is exact: each quota sync comes when the ring holds the
+ * quota's worth of entries (one more push may land on the way out, such
+ * as steal time), never later at the ring's soft limit, and the exit's
+ * count is what the ring holds.
+ */
+#define QUOTA_SLOT		13
+#define QUOTA_GPA		0x38000000ull
+#define QUOTA_PAGES		2048
+#define QUOTA			50
+
+static void quota_guest(void)
+{
+	uint64_t i;
+
+	for (;;)
+		for (i = 0; i < QUOTA_PAGES; i++)
+			WRITE_ONCE(*(uint64_t *)(QUOTA_GPA + i * 4096), i);
+}
+
+static const char *test_dirty_quota_exact(void)
+{
+	struct golden_region region = { QUOTA_SLOT, QUOTA_GPA,
+					QUOTA_PAGES * 4096ull };
+	struct golden_vcpu g = { 0 };
+	struct kvm_kemari_exit *e;
+	struct kvm_vm *vm;
+	uint32_t n;
+	int round;
+
+	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING))
+		return "no KVM_CAP_DIRTY_LOG_RING";
+
+	vm = vm_create(1);
+	vm_enable_dirty_ring(vm, 4096 * sizeof(struct kvm_dirty_gfn));
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, QUOTA, 0, 0), 0);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, QUOTA_GPA,
+				    QUOTA_SLOT, QUOTA_PAGES,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	virt_map(vm, QUOTA_GPA, QUOTA_GPA, QUOTA_PAGES);
+	region.mem = addr_gpa2hva(vm, QUOTA_GPA);
+	region.shadow = malloc(region.size);
+	g.vcpu = vm_vcpu_add(vm, 0, quota_guest);
+	g.ring = vcpu_map_dirty_ring(g.vcpu);
+
+	for (round = 0; round < 100; round++) {
+		vcpu_run(g.vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(g.vcpu, KVM_EXIT_KEMARI_SYNC);
+		e = &g.vcpu->run->kemari;
+		TEST_ASSERT(e->reason == KVM_KEMARI_SYNC_DIRTY_QUOTA,
+			    "round %d: reason %#x", round, e->reason);
+		TEST_ASSERT(e->dirty_entries >= QUOTA &&
+			    e->dirty_entries <= QUOTA + 1,
+			    "round %d: quota sync at %u entries, quota %u",
+			    round, e->dirty_entries, QUOTA);
+		n = golden_harvest(&g, 4096, &region, 1);
+		TEST_ASSERT(n == e->dirty_entries, "round %d: harvested %u, exit said %u",
+			    round, n, e->dirty_entries);
+		TEST_ASSERT_EQ(kvm_vm_reset_dirty_ring(vm), n);
+		TEST_ASSERT_EQ(__vm_ioctl(vm, KVM_KEMARI_RESUME, NULL), 0);
+	}
+	free(region.shadow);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * Freeze stress: four vCPUs mix spinning, HLT (woken by their LAPIC
+ * timer), userspace MMIO exits, doorbell writes (sync points) and dirty
+ * quota stops, while the host alternates waiting for a kernel-initiated
+ * freeze with starting one by KVM_KEMARI_FREEZE.  Every freeze must
+ * complete within the watchdog's time (it names the vCPU that did not
+ * stop), every vCPU reports the current generation, no vCPU's progress
+ * counter moves between its exit and RESUME (also across a re-entry while
+ * frozen), RESUME never needs a re-freeze, and GET_FREEZE agrees.
+ */
+#define STRESS_VCPUS		4
+#define STRESS_SLOT		12
+#define STRESS_GPA		0x30000000ull
+#define STRESS_PAGES		256
+#define STRESS_MMIO_GPA		(MMIO_GPA + 0x800)
+#define STRESS_PORT		0xe4
+#define STRESS_TIMER_VECTOR	0xec
+#define STRESS_QUOTA		4
+#define STRESS_RING		4096
+#define STRESS_WATCHDOG_S	20
+#define STRESS_SECONDS		40
+
+enum stress_mode { STRESS_MIXED, STRESS_SPIN };
+
+static uint64_t stress_progress[STRESS_VCPUS];
+
+static void stress_timer(struct ex_regs *regs)
+{
+	x2apic_write_reg(APIC_EOI, 0);
+}
+
+static void stress_guest(uint64_t id, uint64_t mode)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull * (id + 1), n;
+
+	/*
+	 * A periodic timer wakes HLT: a one-shot one that fires before the
+	 * HLT (QEMU TCG delivers it at the HLT that follows STI, see
+	 * tests/kemari.list) would leave the vCPU halted for good.
+	 */
+	x2apic_enable();
+	x2apic_write_reg(APIC_TDCR, 0xb);	/* divide by 1 */
+	x2apic_write_reg(APIC_LVTT, APIC_LVT_TIMER_PERIODIC | STRESS_TIMER_VECTOR);
+	x2apic_write_reg(APIC_TMICT, 1000000);	/* 1 ms at 1 GHz */
+	for (;;) {
+		x = xorshift(x);
+		switch (mode == STRESS_SPIN ? 15 : x % 16) {
+		case 0:
+			asm volatile("sti; hlt; cli");
+			break;
+		case 1:
+			WRITE_ONCE(*(uint32_t *)STRESS_MMIO_GPA, (uint32_t)x);
+			break;
+		case 2:
+			asm volatile("outb %b0, %w1" : : "a"(x), "d"(STRESS_PORT));
+			break;
+		case 3 ... 5:
+			for (n = 0; n < 4; n++)
+				WRITE_ONCE(*(uint64_t *)(STRESS_GPA +
+					   ((x >> (16 + 8 * n)) % STRESS_PAGES) * 4096), x);
+			break;
+		default:
+			for (n = 0; n < 100; n++)
+				WRITE_ONCE(stress_progress[id],
+					   READ_ONCE(stress_progress[id]) + 1);
+		}
+		WRITE_ONCE(stress_progress[id], READ_ONCE(stress_progress[id]) + 1);
+	}
+}
+
+struct stress;
+
+struct stress_vcpu {
+	struct stress *s;
+	struct kvm_vcpu *vcpu;
+	pthread_t thread;
+	sem_t go;
+	bool stopped, quit;
+	uint32_t generation, reason;
+	uint64_t progress;	/* the guest's counter when KVM_RUN returned */
+	uint32_t fetch;
+};
+
+struct stress {
+	struct kvm_vm *vm;
+	struct stress_vcpu v[STRESS_VCPUS];
+	sem_t event;
+	uint64_t *progress;	/* host view of stress_progress[] */
+};
+
+static void stress_sigusr1(int sig)
+{
+}
+
+static void *stress_thread(void *arg)
+{
+	struct stress_vcpu *t = arg;
+	struct kvm_run *run = t->vcpu->run;
+	struct ucall uc;
+	int r;
+
+	for (;;) {
+		r = __vcpu_run(t->vcpu);
+		if (r < 0) {
+			TEST_ASSERT(errno == EINTR || errno == EAGAIN,
+				    "vCPU %u: KVM_RUN: %s", t->vcpu->id,
+				    strerror(errno));
+			continue;
+		}
+		switch (run->exit_reason) {
+		case KVM_EXIT_MMIO:
+			continue;
+		case KVM_EXIT_KEMARI_SYNC:
+			t->progress = READ_ONCE(t->s->progress[t->vcpu->id]);
+			t->generation = run->kemari.generation;
+			t->reason = run->kemari.reason;
+			__atomic_store_n(&t->stopped, true, __ATOMIC_RELEASE);
+			sem_post(&t->s->event);
+			sem_wait(&t->go);
+			if (READ_ONCE(t->quit))
+				return NULL;
+			continue;
+		case KVM_EXIT_IO:
+			if (get_ucall(t->vcpu, &uc) == UCALL_ABORT)
+				REPORT_GUEST_ASSERT(uc);
+			fallthrough;
+		default:
+			TEST_FAIL("vCPU %u: unexpected exit %u", t->vcpu->id,
+				  run->exit_reason);
+		}
+	}
+}
+
+/*
+ * The freeze's tracepoints and KVM's entries and exits, kept in the trace
+ * buffer while the stress runs, so that a watchdog that fires can show
+ * what the vCPUs did last.  Without tracefs there is nothing to show.
+ */
+#define TRACEFS			"/sys/kernel/tracing/"
+
+static void trace_set(const char *file, const char *val)
+{
+	FILE *f = fopen(file, "w");
+
+	if (f) {
+		fputs(val, f);
+		fclose(f);
+	}
+}
+
+static void stress_trace(bool on)
+{
+	static const char * const events[] = {
+		TRACEFS "events/kemari/enable",
+		TRACEFS "events/kvm/kvm_entry/enable",
+		TRACEFS "events/kvm/kvm_exit/enable",
+		TRACEFS "events/kvm/kvm_userspace_exit/enable",
+		TRACEFS "events/kvm/kvm_inj_exception/enable",
+	};
+	int i;
+
+	if (on) {
+		trace_set(TRACEFS "buffer_size_kb", "2048");
+		trace_set(TRACEFS "trace", "");
+	}
+	for (i = 0; i < ARRAY_SIZE(events); i++)
+		trace_set(events[i], on ? "1" : "0");
+	trace_set(TRACEFS "tracing_on", on ? "1" : "0");
+}
+
+static void stress_trace_dump(void)
+{
+	char line[512];
+	long n = 0, skip;
+	FILE *f;
+
+	trace_set(TRACEFS "tracing_on", "0");
+	f = fopen(TRACEFS "trace", "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		n++;
+	rewind(f);
+	for (skip = n - 300; fgets(line, sizeof(line), f); skip--)
+		if (skip < 0)
+			ksft_print_msg("trace: %s", line);
+	fclose(f);
+}
+
+/*
+ * Wait until every vCPU has reported the freeze.  Returns -1, or after
+ * @secs the index of a vCPU that did not stop, having said which.
+ */
+static int stress_watchdog(struct stress *s, int secs)
+{
+	struct timespec ts;
+	int i, late;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += secs;
+	for (;;) {
+		late = -1;
+		for (i = STRESS_VCPUS - 1; i >= 0; i--)
+			if (!__atomic_load_n(&s->v[i].stopped, __ATOMIC_ACQUIRE))
+				late = i;
+		if (late < 0)
+			return -1;
+		/* Each report posts once; a late one wakes this up. */
+		if (sem_timedwait(&s->event, &ts) && errno == ETIMEDOUT)
+			break;
+	}
+	ksft_print_msg("watchdog: vCPU %d did not stop within %d s (progress %lu)\n",
+		       late, secs, READ_ONCE(s->progress[late]));
+	usleep(100 * 1000);
+	ksft_print_msg("watchdog: vCPU %d progress %lu 100 ms later\n", late,
+		       READ_ONCE(s->progress[late]));
+	return late;
+}
+
+static void stress_go(struct stress *s)
+{
+	int i;
+
+	for (i = 0; i < STRESS_VCPUS; i++) {
+		s->v[i].stopped = false;
+		sem_post(&s->v[i].go);
+	}
+}
+
+static void stress_create(struct stress *s, enum stress_mode mode)
+{
+	struct sigaction sa = { .sa_handler = stress_sigusr1 };
+	struct kvm_vcpu *vcpus[STRESS_VCPUS];
+	int i;
+
+	memset(s, 0, sizeof(*s));
+	s->vm = vm_create(STRESS_VCPUS);
+	vm_enable_dirty_ring(s->vm, STRESS_RING * sizeof(struct kvm_dirty_gfn));
+	TEST_ASSERT_EQ(kemari_enable(s->vm, 0, KVM_KEMARI_ENABLE, STRESS_QUOTA,
+				     0, 0), 0);
+	vm_userspace_mem_region_add(s->vm, VM_MEM_SRC_ANONYMOUS, STRESS_GPA,
+				    STRESS_SLOT, STRESS_PAGES,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	virt_map(s->vm, STRESS_GPA, STRESS_GPA, STRESS_PAGES);
+	virt_map(s->vm, MMIO_GPA, MMIO_GPA, 1);
+	add_ioeventfd(s->vm, STRESS_PORT, 1, true, false);
+	vm_install_exception_handler(s->vm, STRESS_TIMER_VECTOR, stress_timer);
+	s->progress = addr_gva2hva(s->vm, (vm_vaddr_t)stress_progress);
+	sigaction(SIGUSR1, &sa, NULL);
+	sem_init(&s->event, 0, 0);
+	for (i = 0; i < STRESS_VCPUS; i++) {
+		vcpus[i] = vm_vcpu_add(s->vm, i, stress_guest);
+		vcpu_args_set(vcpus[i], 2, i, mode);
+		s->v[i] = (struct stress_vcpu) { .s = s, .vcpu = vcpus[i] };
+		sem_init(&s->v[i].go, 0, 0);
+	}
+	for (i = 0; i < STRESS_VCPUS; i++)
+		pthread_create(&s->v[i].thread, NULL, stress_thread, &s->v[i]);
+}
+
+/* Stop every vCPU once more, let the threads go, free the VM. */
+static void stress_destroy(struct stress *s)
+{
+	int i;
+
+	kemari_freeze_vm(s->vm);
+	TEST_ASSERT_EQ(stress_watchdog(s, STRESS_WATCHDOG_S), -1);
+	for (i = 0; i < STRESS_VCPUS; i++)
+		WRITE_ONCE(s->v[i].quit, true);
+	stress_go(s);
+	for (i = 0; i < STRESS_VCPUS; i++)
+		pthread_join(s->v[i].thread, NULL);
+	kvm_vm_free(s->vm);
+}
+
+static void stress_harvest(struct stress *s)
+{
+	struct kvm_dirty_gfn *ring, *e;
+	int i;
+
+	for (i = 0; i < STRESS_VCPUS; i++) {
+		ring = vcpu_map_dirty_ring(s->v[i].vcpu);
+		for (;;) {
+			e = &ring[s->v[i].fetch % STRESS_RING];
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+			      KVM_DIRTY_GFN_F_DIRTY))
+				break;
+			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+					 __ATOMIC_RELEASE);
+			s->v[i].fetch++;
+		}
+	}
+	kvm_vm_reset_dirty_ring(s->vm);
+}
+
+/* Every vCPU reports generation @gen and has not moved since its exit. */
+static void stress_check_cut(struct stress *s, uint32_t gen, uint64_t round)
+{
+	int i;
+
+	assert_freeze(s->vm, KVM_KEMARI_FROZEN, gen, STRESS_VCPUS, 0);
+	for (i = 0; i < STRESS_VCPUS; i++) {
+		TEST_ASSERT(s->v[i].generation == gen,
+			    "round %lu: vCPU %d reported generation %u, want %u",
+			    round, i, s->v[i].generation, gen);
+		TEST_ASSERT(READ_ONCE(s->progress[i]) == s->v[i].progress,
+			    "round %lu: vCPU %d ran guest code while frozen (%lu -> %lu)",
+			    round, i, s->v[i].progress, READ_ONCE(s->progress[i]));
+	}
+}
+
+static const char *test_freeze_stress(void)
+{
+	uint64_t round, user = 0, joined = 0, reasons[4] = { 0 }, refreezes = 0;
+	uint64_t start = time(NULL), max_rounds = 1000000;
+	struct kvm_kemari_freeze st;
+	struct stress s;
+	uint32_t gen = 0;
+	int i, r, bit;
+
+	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING))
+		return "no KVM_CAP_DIRTY_LOG_RING";
+
+	stress_create(&s, STRESS_MIXED);
+	stress_trace(true);
+	for (round = 0; round < max_rounds && time(NULL) - start < STRESS_SECONDS;
+	     round++) {
+		if (round & 1) {
+			usleep(xorshift(round) % 500);
+			r = kemari_freeze_vm(s.vm);
+			TEST_ASSERT(r == 0 || r == 1, "FREEZE: %d (%s)", r,
+				    strerror(errno));
+			user += !r;
+			joined += r;
+		}
+		i = stress_watchdog(&s, STRESS_WATCHDOG_S);
+		if (i >= 0) {
+			get_freeze(s.vm, &st);
+			ksft_print_msg("freeze: flags %#x generation %u stopped %u running %u\n",
+				       st.flags, st.generation, st.stopped,
+				       st.running);
+			stress_trace_dump();
+		}
+		TEST_ASSERT(i < 0, "round %lu: vCPU %d did not stop", round, i);
+		stress_check_cut(&s, ++gen, round);
+		for (i = 0; i < STRESS_VCPUS; i++)
+			for (bit = 0; bit < 4; bit++)
+				reasons[bit] += !!(s.v[i].reason & (1u << bit));
+
+		/* Now and then re-enter every vCPU: straight back, no progress. */
+		if (!(round % 8)) {
+			stress_go(&s);
+			TEST_ASSERT_EQ(stress_watchdog(&s, STRESS_WATCHDOG_S), -1);
+			for (i = 0; i < STRESS_VCPUS; i++)
+				TEST_ASSERT(s.v[i].reason & KVM_KEMARI_SYNC_PEER,
+					    "vCPU %d re-entered: reason %#x", i,
+					    s.v[i].reason);
+			stress_check_cut(&s, gen, round);
+		}
+
+		stress_harvest(&s);
+		TEST_ASSERT_EQ(__vm_ioctl(s.vm, KVM_KEMARI_RESUME, NULL), 0);
+		stress_go(&s);
+	}
+	stress_trace(false);
+	get_freeze(s.vm, &st);
+	for (i = 0; i < STRESS_VCPUS; i++)
+		refreezes += vcpu_stat(s.v[i].vcpu, "kemari_refreezes");
+	stress_destroy(&s);
+
+	ksft_print_msg("freeze stress: %lu freezes in %lu s (%lu by KVM_KEMARI_FREEZE, %lu joined one under way); reports: %lu io_bus %lu coalesced %lu peer %lu dirty_quota; %lu injections while frozen; %lu re-freezes\n",
+		       round, (uint64_t)time(NULL) - start, user, joined,
+		       reasons[0], reasons[1], reasons[2], reasons[3],
+		       (uint64_t)st.injections, refreezes);
+	TEST_ASSERT(round >= 1000, "only %lu freezes", round);
+	TEST_ASSERT(user && reasons[0] && reasons[3],
+		    "the mix lacked a kind of freeze");
+	/* RESUME waits for every vCPU, so a held write never meets one. */
+	TEST_ASSERT_EQ(refreezes, 0);
+	return NULL;
+}
+
+/*
+ * The watchdog can fire: kvm.kemari_drop_kick leaves out one vCPU's kick,
+ * as a lost kick would.  The watchdog names that vCPU, GET_FREEZE shows
+ * it running, RESUME refuses with EBUSY, and a signal gets it out.
+ */
+#define DROP_KICK_PARAM		"/sys/module/kvm/parameters/kemari_drop_kick"
+
+static void write_param(const char *path, int val)
+{
+	FILE *f = fopen(path, "w");
+
+	TEST_ASSERT(f, "%s: %s", path, strerror(errno));
+	fprintf(f, "%d\n", val);
+	TEST_ASSERT(!fclose(f), "%s: %s", path, strerror(errno));
+}
+
+static const char *test_freeze_watchdog(void)
+{
+	struct kvm_kemari_freeze st;
+	struct stress s;
+	uint64_t p;
+	int victim = 2, i;
+
+	stress_create(&s, STRESS_SPIN);
+	for (i = 0; i < STRESS_VCPUS; i++)
+		while (!READ_ONCE(s.progress[i]))
+			usleep(1000);
+
+	write_param(DROP_KICK_PARAM, victim + 1);
+	TEST_ASSERT_EQ(kemari_freeze_vm(s.vm), 0);
+	TEST_ASSERT_EQ(stress_watchdog(&s, 3), victim);
+	get_freeze(s.vm, &st);
+	TEST_ASSERT(st.running == 1 && st.stopped == STRESS_VCPUS - 1,
+		    "running %u stopped %u", st.running, st.stopped);
+	assert_vm_ioctl_fails(s.vm, KVM_KEMARI_RESUME, NULL, EBUSY,
+			      "RESUME with a vCPU still running");
+	p = READ_ONCE(s.progress[victim]);
+	usleep(100 * 1000);
+	TEST_ASSERT(READ_ONCE(s.progress[victim]) != p,
+		    "the un-kicked vCPU did not run on");
+
+	/* A signal makes KVM_RUN return; re-entered, it reports the freeze. */
+	pthread_kill(s.v[victim].thread, SIGUSR1);
+	TEST_ASSERT_EQ(stress_watchdog(&s, STRESS_WATCHDOG_S), -1);
+	assert_freeze(s.vm, KVM_KEMARI_FROZEN, 1, STRESS_VCPUS, 0);
+	TEST_ASSERT_EQ(__vm_ioctl(s.vm, KVM_KEMARI_RESUME, NULL), 0);
+	stress_go(&s);
+	stress_destroy(&s);
+	return NULL;
+}
+
 struct kemari_testcase {
 	const char *name;
 	/* Returns NULL if the case passed, or why it was skipped. */
@@ -2417,6 +3336,13 @@ static const struct kemari_testcase testcases[] = {
 	{ "sync_peer_halted", test_sync_peer_halted },
 	{ "sync_coalesced", test_sync_coalesced },
 	{ "dirty_quota_bad", test_dirty_quota_bad },
+	{ "dirty_quota_exact", test_dirty_quota_exact },
+	{ "freeze_api", test_freeze_api },
+	{ "freeze_halted_uninit", test_freeze_halted_uninit },
+	{ "freeze_irqfd", test_freeze_irqfd },
+	{ "freeze_watchdog", test_freeze_watchdog },
+	{ "freeze_stress", test_freeze_stress },
+	{ "async_pf_refused", test_async_pf_refused },
 	{ "golden_io", test_golden_io },
 	{ "golden_quota", test_golden_quota },
 	{ "golden_ring_full", test_golden_ring_full },
