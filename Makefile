@@ -10,7 +10,7 @@
 S := scripts
 
 .PHONY: all deps fetch apply kernel selftests userspace initramfs lint \
-	check demo bench test-kemari test-regression base-check series bisect \
+	check demo bench soak test-kemari test-regression base-check series bisect \
 	clean distclean
 
 all: initramfs
@@ -47,6 +47,11 @@ demo: initramfs
 bench: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh bench
 	$(S)/plot-bench.sh
+# Long runs, never part of make check: the golden cases and the freeze
+# stress over and over on both kernels, single- and multi-threaded TCG
+# (tests/soak.list, scripts/soak.sh).
+soak: lint
+	$(S)/soak.sh
 test-kemari: initramfs
 	$(S)/run-tests.sh kemari
 test-regression: initramfs

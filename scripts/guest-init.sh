@@ -23,12 +23,25 @@ elif [ ! -e /dev/kvm ]; then
 else
 	echo "KEMARI-KVM npt=$(cat /sys/module/kvm_amd/parameters/npt) nested=$(cat /sys/module/kvm_amd/parameters/nested)"
 	cd /tests
+	# A line "*N name args" runs its test N times (tests/soak.list).
 	while read -r name args; do
 		case "$name" in ''|'#'*) continue ;; esac
-		echo "KEMARI-TEST-BEGIN $name $args"
-		# shellcheck disable=SC2086
-		timeout -s KILL "$per_test_timeout" "./$name" $args </dev/null 2>&1
-		echo "KEMARI-TEST-END $name rc=$?"
+		n=1
+		case "$name" in '*'*)
+			n=${name#\*}
+			set -- $args
+			name=$1
+			shift
+			args="$*"
+			;;
+		esac
+		while [ "$n" -gt 0 ]; do
+			echo "KEMARI-TEST-BEGIN $name $args"
+			# shellcheck disable=SC2086
+			timeout -s KILL "$per_test_timeout" "./$name" $args </dev/null 2>&1
+			echo "KEMARI-TEST-END $name rc=$?"
+			n=$((n - 1))
+		done
 	done < "/tests/$mode.list"
 fi
 

@@ -20,14 +20,15 @@ install -m 0755 "$TOP/scripts/guest-init.sh" "$root/init"
 lists=()
 for list in "$TOP"/tests/*.list; do
 	case "$VARIANT/$(basename "$list")" in
-	base/kemari.list|base/demo.list|base/bench.list) ;;
+	base/kemari.list|base/demo.list|base/bench.list|base/soak.list) ;;
 	*) lists+=("$list") ;;
 	esac
 done
 for list in "${lists[@]}"; do
 	mode=$(basename "$list" .list)
 	grep -v '^[[:space:]]*\(#\|$\)' "$list" > "$root/tests/$mode.list" || true
-	while read -r name _; do
+	while read -r name rest; do
+		case "$name" in '*'*) name=${rest%% *} ;; esac
 		[ -e "$root/tests/$name" ] && continue
 		bin=$OUT/selftests/$name
 		[ -x "$bin" ] || bin=$OUT/bin/$name
