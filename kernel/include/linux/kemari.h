@@ -51,9 +51,9 @@ struct kvm_kemari {
  *	may come from kvm_sched_out()) and cleared by the sync exit that
  *	reports it
  * @in_run: the vCPU's task is in KVM_RUN
- * @stopped: the value of kvm_kemari.freeze when the vCPU last left
- *	KVM_RUN; equal to it while frozen if the vCPU has stopped for this
- *	freeze
+ * @stopped: the value of kvm_kemari.freeze when the vCPU last reported a
+ *	freeze (a sync exit, or EINTR from KVM_RUN with its I/O complete);
+ *	equal to it while frozen if the vCPU has stopped for this freeze
  * @deferred: an exit to userspace was replaced by a coalesced flush sync
  *	and is delivered on the next KVM_RUN
  * @deferred_ret: KVM_RUN's return value for the deferred exit
@@ -144,6 +144,7 @@ int kvm_kemari_handle_rdtscp(struct kvm_vcpu *vcpu);
 int kvm_kemari_handle_rdtscp_vmx(struct kvm_vcpu *vcpu);
 void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu);
 bool kvm_kemari_refuse_async_pf(struct kvm_vcpu *vcpu, u64 data);
+void kvm_kemari_lapic_sync(struct kvm_vcpu *vcpu);
 #endif
 #else
 static inline int kvm_kemari_check_extension(struct kvm *kvm)
@@ -241,6 +242,8 @@ static inline bool kvm_kemari_refuse_async_pf(struct kvm_vcpu *vcpu, u64 data)
 {
 	return false;
 }
+
+static inline void kvm_kemari_lapic_sync(struct kvm_vcpu *vcpu) {}
 
 /* Without Kemari, KVM never intercepts RDTSC and RDTSCP only for #UD. */
 #define kvm_kemari_handle_rdtsc		NULL

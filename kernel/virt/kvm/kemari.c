@@ -288,6 +288,9 @@ static void kemari_exit(struct kvm_vcpu *vcpu, u32 reason)
 	memset(&run->kemari, 0, sizeof(run->kemari));
 	run->kemari.reason = reason;
 	run->kemari.generation = (f & 1) ? kemari_generation(f) : 0;
+	/* The vCPU has reported the freeze, with no I/O left unfinished. */
+	if (f & 1)
+		WRITE_ONCE(kv->stopped, f);
 	run->kemari.dirty_entries = kemari_dirty_entries(vcpu);
 	run->kemari.write = kv->write;
 	memcpy(run->kemari.data, kv->data, min(bytes, KVM_KEMARI_INLINE_DATA));
@@ -311,8 +314,12 @@ static void kemari_exit(struct kvm_vcpu *vcpu, u32 reason)
  */
 static int kemari_stay_frozen(struct kvm_vcpu *vcpu, u32 reason)
 {
-	if (!vcpu->wants_to_run)
+	if (!vcpu->wants_to_run) {
+		/* Its I/O is complete: as good as a report of the freeze. */
+		WRITE_ONCE(vcpu->kemari->stopped,
+			   atomic_read(&vcpu->kvm->kemari->freeze));
 		return -EINTR;
+	}
 
 	kemari_exit(vcpu, reason | KVM_KEMARI_SYNC_PEER);
 	return 0;
@@ -593,7 +600,7 @@ int kvm_kemari_vcpu_run_enter(struct kvm_vcpu *vcpu)
  * KVM_RUN, after the arch's part, once nothing can push to the dirty ring
  * any more (the vCPU is put, so kvm_sched_out() no longer writes steal
  * time): count the entries for the sync exit, and note that the vCPU has
- * stopped for the current freeze, if there is one.
+ * left KVM_RUN.
  */
 void kvm_kemari_vcpu_run_leave(struct kvm_vcpu *vcpu)
 {
@@ -605,8 +612,7 @@ void kvm_kemari_vcpu_run_leave(struct kvm_vcpu *vcpu)
 	if (vcpu->run->exit_reason == KVM_EXIT_KEMARI_SYNC)
 		vcpu->run->kemari.dirty_entries = kemari_dirty_entries(vcpu);
 
-	WRITE_ONCE(kv->stopped, atomic_read(&vcpu->kvm->kemari->freeze));
-	/* Pairs with kemari_vcpu_running(): @stopped is set when it looks. */
+	/* Pairs with kemari_vcpu_running(). */
 	smp_store_release(&kv->in_run, false);
 }
 
@@ -701,6 +707,16 @@ bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 
 	own = kv->write.count ||
 	      test_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags);
+
+	/*
+	 * A push after the previous quota exit (steal time, on the way out)
+	 * may have set the bit for entries that the VMM has reset since.
+	 */
+	if (own && !kv->write.count &&
+	    kemari_dirty_entries(vcpu) < vcpu->kvm->kemari->dirty_quota) {
+		clear_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags);
+		own = false;
+	}
 
 	if (!kemari_frozen(vcpu->kvm)) {
 		/* A kick from a freeze that KVM_KEMARI_RESUME has ended. */
@@ -921,9 +937,11 @@ void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu)
 }
 
 /*
- * Has @vcpu not left KVM_RUN since the freeze @f began?  A vCPU outside
- * KVM_RUN cannot run guest code without finding the VM frozen, and one
- * that has left once and re-entered only reports the freeze again.
+ * Is @vcpu in KVM_RUN without having reported the freeze @f?  A vCPU
+ * outside KVM_RUN cannot run guest code without finding the VM frozen,
+ * and one that has reported it (a sync exit, or EINTR once its I/O is
+ * complete) only reports it again.  One that left with another exit and
+ * is back in KVM_RUN to complete its I/O may still reach a device.
  */
 static struct kvm_kemari_vcpu *kemari_vcpu_peek(struct kvm_vcpu *vcpu)
 {

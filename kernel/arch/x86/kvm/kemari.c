@@ -215,3 +215,17 @@ bool kvm_kemari_refuse_async_pf(struct kvm_vcpu *vcpu, u64 data)
 {
 	return READ_ONCE(vcpu->kvm->kemari) && (data & KVM_ASYNC_PF_ENABLED);
 }
+
+/*
+ * KVM_GET_LAPIC on a Kemari VM: a LAPIC timer that expired while the vCPU
+ * was out of KVM_RUN (the VM frozen) waits in lapic_timer.pending, which
+ * no checkpoint carries, and would be lost on a secondary that restores
+ * the LAPIC.  Deliver it to the IRR first, as KVM_RUN would, so that the
+ * state KVM_GET_LAPIC returns holds it; it counts as an injection into
+ * the frozen VM.
+ */
+void kvm_kemari_lapic_sync(struct kvm_vcpu *vcpu)
+{
+	if (vcpu->kemari && kvm_cpu_has_pending_timer(vcpu))
+		kvm_inject_pending_timer_irqs(vcpu);
+}

@@ -89,7 +89,7 @@ TRACE_EVENT(kemari_resume,
 	TP_printk("generation %u", __entry->generation)
 );
 
-/* An interrupt (@vector; -1 for NMI, INIT, SIPI) reached a frozen VM. */
+/* An interrupt reached a local APIC of a frozen VM (@vector: for a fixed one). */
 TRACE_EVENT(kemari_frozen_injection,
 	TP_PROTO(unsigned int vcpu_id, int vector),
 	TP_ARGS(vcpu_id, vector),

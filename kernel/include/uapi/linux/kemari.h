@@ -131,13 +131,16 @@ struct kvm_kemari_pending {
  * @generation: the number of the current freeze, or of the latest one if
  *		the VM is not frozen; freezes are numbered from 1, 0 means
  *		that the VM has never been frozen
- * @stopped: vCPUs that have left KVM_RUN since the current freeze began
- *	     (each counts once, however often it re-entered); 0 if not frozen
- * @running: vCPUs that are in KVM_RUN and have not left it since the
- *	     current freeze began; KVM_KEMARI_RESUME fails with EBUSY while
- *	     this is not 0; 0 if not frozen
+ * @stopped: vCPUs that have reported the current freeze (a sync exit, or
+ *	     EINTR from KVM_RUN with their I/O complete); each counts once,
+ *	     however often it re-entered; 0 if not frozen
+ * @running: vCPUs that are in KVM_RUN and have not reported it;
+ *	     KVM_KEMARI_RESUME fails with EBUSY while this is not 0; 0 if
+ *	     not frozen.  A vCPU that left KVM_RUN with another exit is in
+ *	     neither count until it re-enters and reports
  * @injections: interrupts, NMIs, INITs and SIPIs that reached a local APIC
  *		of the VM while it was frozen, since the VM was created
+ *		(the PIC's ExtINT output is not counted)
  * @reserved: 0
  */
 struct kvm_kemari_freeze {
