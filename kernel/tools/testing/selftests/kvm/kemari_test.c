@@ -1541,7 +1541,24 @@ struct golden_vcpu {
 	enum golden_state state;
 	uint32_t reason, dirty_entries;
 	pid_t tid;
+	int stats_fd;
+	struct kvm_regs dump;
+	sem_t dumped;
 };
+
+static __thread struct golden_vcpu *golden_self;
+
+/*
+ * SIGUSR1 in a golden vCPU thread: KVM_RUN has returned EINTR, and
+ * _vcpu_run() re-enters once this returns, so take the registers here.
+ */
+static void golden_dump_handler(int sig)
+{
+	struct golden_vcpu *g = golden_self;
+
+	if (g && !ioctl(g->vcpu->fd, KVM_GET_REGS, &g->dump))
+		sem_post(&g->dumped);
+}
 
 /* Where a thread is in the kernel: its state and stack from /proc. */
 static void print_task(pid_t tid)
@@ -1592,6 +1609,7 @@ static void *golden_thread(void *arg)
 	struct ucall uc;
 
 	g->tid = syscall(SYS_gettid);
+	golden_self = g;
 	for (;;) {
 		vcpu_run(g->vcpu);
 		if (run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
@@ -1619,8 +1637,64 @@ static void *golden_thread(void *arg)
 	}
 }
 
+/* The vCPU stats that changed over 1 s: is a stuck vCPU exiting at all? */
+static void print_stat_deltas(int id, int fd)
+{
+	struct kvm_stats_header header;
+	struct kvm_stats_desc *descs, *d;
+	uint64_t *before, now;
+	int i;
+
+	read_stats_header(fd, &header);
+	descs = read_stats_descriptors(fd, &header);
+	before = calloc(header.num_desc, sizeof(*before));
+	for (i = 0; i < header.num_desc; i++) {
+		d = get_stats_descriptor(descs, i, &header);
+		if (d->size == 1)
+			read_stat_data(fd, &header, d, &before[i], 1);
+	}
+	sleep(1);
+	for (i = 0; i < header.num_desc; i++) {
+		d = get_stats_descriptor(descs, i, &header);
+		if (d->size != 1)
+			continue;
+		read_stat_data(fd, &header, d, &now, 1);
+		if (now != before[i])
+			ksft_print_msg("vCPU %d: %s +%lu in 1 s (now %lu)\n", id,
+				       d->name, now - before[i], now);
+	}
+	free(before);
+	free(descs);
+}
+
+/* Where a stuck vCPU's guest is: its registers, five times 200 ms apart. */
+static void golden_dump(struct kvm_vm *vm, struct golden_vcpu *g, int id)
+{
+	struct timespec ts;
+	uint8_t *code;
+	int n;
+
+	for (n = 0; n < 5; n++) {
+		pthread_kill(g->thread, SIGUSR1);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 2;
+		if (sem_timedwait(&g->dumped, &ts)) {
+			ksft_print_msg("vCPU %d: no registers (KVM_RUN did not return on a signal)\n",
+				       id);
+			return;
+		}
+		code = addr_gva2hva(vm, g->dump.rip);
+		ksft_print_msg("vCPU %d: rip %#llx rsp %#llx rflags %#llx rax %#llx rcx %#llx rdx %#llx code %02x %02x %02x %02x %02x %02x\n",
+			       id, g->dump.rip, g->dump.rsp, g->dump.rflags,
+			       g->dump.rax, g->dump.rcx, g->dump.rdx, code[0],
+			       code[1], code[2], code[3], code[4], code[5]);
+		usleep(200000);
+	}
+}
+
 /* Wait for a vCPU to report; after 60 s, say which did not, and fail. */
-static void golden_wait(sem_t *event, struct golden_vcpu *g, uint64_t syncs)
+static void golden_wait(struct kvm_vm *vm, sem_t *event,
+			struct golden_vcpu *g, uint64_t syncs)
 {
 	struct timespec ts;
 	int i;
@@ -1629,11 +1703,19 @@ static void golden_wait(sem_t *event, struct golden_vcpu *g, uint64_t syncs)
 	ts.tv_sec += 60;
 	if (!sem_timedwait(event, &ts))
 		return;
+	ksft_print_msg("golden_stop as the host sees it: %lu\n",
+		       *(uint64_t *)addr_gva2hva(vm, (vm_vaddr_t)&golden_stop));
 	for (i = 0; i < GOLDEN_VCPUS; i++) {
 		ksft_print_msg("vCPU %d: state %d, last reason %#x\n", i,
 			       READ_ONCE(g[i].state), g[i].reason);
-		if (READ_ONCE(g[i].state) != GOLDEN_DONE)
-			print_task(g[i].tid);
+		if (READ_ONCE(g[i].state) == GOLDEN_DONE)
+			continue;
+		print_task(g[i].tid);
+		print_stat_deltas(i, g[i].stats_fd);
+		golden_dump(vm, &g[i], i);
+		kemari_trace(true);
+		usleep(300000);
+		kemari_trace_dump();
 	}
 	TEST_FAIL("sync point %lu: a vCPU did not stop within 60 s", syncs);
 }
@@ -1704,6 +1786,7 @@ static const char *check_golden(const struct golden_mode *m)
 		{ GOLDEN_SLOT_THP, GOLDEN_GPA_THP, GOLDEN_SIZE_THP },
 	};
 	struct kvm_vcpu *vcpus[GOLDEN_VCPUS];
+	struct sigaction sa = { .sa_handler = golden_dump_handler };
 	struct golden_vcpu g[GOLDEN_VCPUS];
 	uint64_t syncs = 0, pages = 0, quota_syncs = 0, io_syncs = 0;
 	uint32_t harvested, total, running, stopped;
@@ -1737,6 +1820,7 @@ static const char *check_golden(const struct golden_mode *m)
 		vm_install_exception_handler(vm, golden_vectors[i],
 					     golden_exception);
 
+	sigaction(SIGUSR1, &sa, NULL);
 	sem_init(&event, 0, 0);
 	for (i = 0; i < GOLDEN_VCPUS; i++) {
 		vcpus[i] = vm_vcpu_add(vm, i, golden_guest);
@@ -1745,8 +1829,10 @@ static const char *check_golden(const struct golden_mode *m)
 			.vcpu = vcpus[i],
 			.ring = vcpu_map_dirty_ring(vcpus[i]),
 			.event = &event,
+			.stats_fd = vcpu_get_stats_fd(vcpus[i]),
 		};
 		sem_init(&g[i].go, 0, 0);
+		sem_init(&g[i].dumped, 0, 0);
 	}
 	for (i = 0; i < GOLDEN_VCPUS; i++)
 		pthread_create(&g[i].thread, NULL, golden_thread, &g[i]);
@@ -1755,7 +1841,7 @@ static const char *check_golden(const struct golden_mode *m)
 	while (running) {
 		/* Every vCPU that was let go reports back once, in time. */
 		for (i = 0; i < running; i++)
-			golden_wait(&event, g, syncs);
+			golden_wait(vm, &event, g, syncs);
 
 		running = stopped = total = 0;
 		for (i = 0; i < GOLDEN_VCPUS; i++) {
@@ -1792,8 +1878,10 @@ static const char *check_golden(const struct golden_mode *m)
 			sem_post(&g[i].go);
 		}
 	}
-	for (i = 0; i < GOLDEN_VCPUS; i++)
+	for (i = 0; i < GOLDEN_VCPUS; i++) {
 		pthread_join(g[i].thread, NULL);
+		close(g[i].stats_fd);
+	}
 
 	ksft_print_msg("golden %s: %lu sync points (%lu io, %lu dirty quota), %lu pages checked\n",
 		       m->name, syncs, io_syncs, quota_syncs, pages);
