@@ -99,6 +99,7 @@ void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu);
 int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 			  struct kvm_io_bus *bus, int first_dev,
 			  const struct kvm_io_range *range, const void *val);
+bool kvm_kemari_write_held(struct kvm_vcpu *vcpu);
 bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu);
 
 /* Called by KVM_RUN around kvm_arch_vcpu_ioctl_run(). */

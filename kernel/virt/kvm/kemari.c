@@ -103,15 +103,25 @@ static int kvm_kemari_check_args(struct kvm_enable_cap *cap)
 	if (!(cap->args[0] & KVM_KEMARI_ENABLE))
 		return -EINVAL;
 
-	/* The dirty quota cannot exceed the largest dirty ring. */
-	if (cap->args[1] > KVM_DIRTY_RING_MAX_ENTRIES)
-		return -EINVAL;
-
 	/* args[2..3] are reserved for later use and must be zero. */
 	if (cap->args[2] || cap->args[3])
 		return -EINVAL;
 
 	return 0;
+}
+
+/*
+ * A dirty quota counts dirty ring entries, and it fires only below the
+ * ring's soft limit (at the soft limit the full ring stops the vCPU
+ * anyway): it needs a dirty ring, enabled first, and a quota within it.
+ * The ring's size cannot change once it is set.
+ */
+static bool kemari_quota_fits(struct kvm *kvm, u64 quota)
+{
+	u32 entries = kvm->dirty_ring_size / sizeof(struct kvm_dirty_gfn);
+
+	return !quota || (entries && quota <= entries -
+			  kvm_dirty_ring_get_rsvd_entries());
 }
 
 /*
@@ -149,6 +159,8 @@ int kvm_kemari_enable_cap(struct kvm *kvm, struct kvm_enable_cap *cap)
 	mutex_lock(&kvm->lock);
 	if (kvm->kemari) {
 		r = kemari_change(kvm->kemari, cap);
+	} else if (!kemari_quota_fits(kvm, cap->args[1])) {
+		r = -EINVAL;
 	} else if (kvm->created_vcpus) {
 		/*
 		 * Every vCPU must see Kemari from its first KVM_RUN on, or
@@ -368,19 +380,21 @@ static bool kemari_needs_sync(struct kvm *kvm, struct kvm_io_bus *bus,
  * wide or page-crossing MMIO store makes one per 8-byte piece, at
  * consecutive addresses, which are merged.  A string instruction makes one
  * per element, but the emulator stops after the first element that is
- * held (kvm_kemari_stop_emulation()), so each element is a sync point.
+ * held (kvm_kemari_write_held()), so each element is a sync point.
  */
 static bool kemari_queue(struct kvm_kemari_vcpu *kv, int bus_idx,
 			 const struct kvm_io_range *range, const void *val)
 {
 	struct kvm_kemari_write *w = &kv->write;
+	u32 bus = bus_idx == KVM_PIO_BUS ? KVM_KEMARI_BUS_PIO :
+					   KVM_KEMARI_BUS_MMIO;
 	u32 len = range->len;
 
 	if (!w->count) {
 		if (len > KVM_KEMARI_MAX_DATA)
 			return false;
 		*w = (struct kvm_kemari_write) {
-			.bus = bus_idx,
+			.bus = bus,
 			.len = len,
 			.addr = range->addr,
 			.count = 1,
@@ -389,7 +403,7 @@ static bool kemari_queue(struct kvm_kemari_vcpu *kv, int bus_idx,
 		return true;
 	}
 
-	if (bus_idx == KVM_MMIO_BUS && w->bus == bus_idx &&
+	if (bus == KVM_KEMARI_BUS_MMIO && w->bus == bus &&
 	    range->addr == w->addr + w->len &&
 	    w->len + len <= KVM_KEMARI_MAX_DATA) {
 		memcpy(kv->data + w->len, val, len);
@@ -412,9 +426,6 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 			  const struct kvm_io_range *range, const void *val)
 {
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
-
-	BUILD_BUG_ON(KVM_KEMARI_BUS_MMIO != KVM_MMIO_BUS);
-	BUILD_BUG_ON(KVM_KEMARI_BUS_PIO != KVM_PIO_BUS);
 
 	if (first_dev < 0 || kv->completing)
 		return 0;
@@ -449,16 +460,18 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 }
 
 /*
- * Should an emulator that could go on to the next instruction, or the next
- * element of a string instruction, return to the run loop instead?  It
- * must once a write is held, so that nothing the guest does after that
- * write happens before the sync point.
+ * Does this vCPU hold a write of its own?  Then an emulator must not go on
+ * to the next instruction, or the next element of a string instruction,
+ * so that nothing the guest does after that write happens before the sync
+ * point (see kvm_kemari_stop_emulation()).  A freeze by a peer or the
+ * dirty quota is no reason to stop mid-instruction: the run loop stops
+ * for them once the instruction is done.
  */
-bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
+bool kvm_kemari_write_held(struct kvm_vcpu *vcpu)
 {
-	return vcpu->kemari && kvm_test_request(KVM_REQ_KEMARI_SYNC, vcpu);
+	return vcpu->kemari && vcpu->kemari->write.count;
 }
-EXPORT_SYMBOL_GPL(kvm_kemari_stop_emulation);
+EXPORT_SYMBOL_GPL(kvm_kemari_write_held);
 
 static void kemari_mmio_exit(struct kvm_vcpu *vcpu, gpa_t addr, int len,
 			     const void *data)

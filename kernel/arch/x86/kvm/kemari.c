@@ -14,6 +14,7 @@
 #include "ioapic.h"
 #include "irq.h"
 #include "kvm_cache_regs.h"
+#include "kvm_emulate.h"
 #include "x86.h"
 
 /*
@@ -229,3 +230,22 @@ void kvm_kemari_lapic_sync(struct kvm_vcpu *vcpu)
 	if (vcpu->kemari && kvm_cpu_has_pending_timer(vcpu))
 		kvm_inject_pending_timer_irqs(vcpu);
 }
+
+/*
+ * Should the emulator return to the run loop instead of restarting a
+ * string instruction for its next element?  Only for a write this vCPU
+ * holds, and never while PIO data read ahead for a REP INS is still
+ * buffered: a backwards REP INS takes it one element per restart, and a
+ * new decode drops the rest, so the instruction, re-executed, would read
+ * the device again for words that it has already read.
+ */
+bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
+{
+	struct read_cache *rc = &vcpu->arch.emulate_ctxt->io_read;
+
+	if (rc->pos != rc->end)
+		return false;
+
+	return kvm_kemari_write_held(vcpu);
+}
+EXPORT_SYMBOL_GPL(kvm_kemari_stop_emulation);

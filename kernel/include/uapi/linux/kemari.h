@@ -30,7 +30,10 @@
 #define KVM_KEMARI_EXEMPT_IRQCHIP	(1ULL << 1)
 #define KVM_KEMARI_TSC_LOG		(1ULL << 2)
 
-/* struct kvm_kemari_write: bus. */
+/*
+ * struct kvm_kemari_write: bus.  Numbered here, not after KVM's internal
+ * buses: a write that KVM holds is on one of these two.
+ */
 #define KVM_KEMARI_BUS_MMIO		0
 #define KVM_KEMARI_BUS_PIO		1
 

@@ -169,6 +169,11 @@ static const char *test_enable_twice(void)
 {
 	struct kvm_vm *vm = vm_create_barebones();
 
+	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING)) {
+		kvm_vm_free(vm);
+		return "no KVM_CAP_DIRTY_LOG_RING";
+	}
+	vm_enable_dirty_ring(vm, 4096 * sizeof(struct kvm_dirty_gfn));
 	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 8, 0, 0), 0);
 	assert_enable_fails(vm, EEXIST, 0, KVM_KEMARI_ENABLE, 0, 0, 0);
 	assert_enable_fails(vm, EEXIST, 0, KVM_KEMARI_ENABLE, 9, 0, 0);
@@ -394,6 +399,7 @@ enum guest_op {
 	OP_SPIN,	/* count in spin_counter for ever */
 	OP_HALT,	/* set spin_counter, then cli; hlt */
 	OP_FILL,	/* cmd.count stores of cmd.val + i at cmd.addr */
+	OP_REP_INSW_BACK, /* std; rep insw of cmd.count words into rep_ins_buf */
 };
 
 struct guest_cmd {
@@ -407,6 +413,9 @@ struct guest_cmd {
 
 static struct guest_cmd cmd;
 static uint8_t rep_buf[REP_OUTS_LEN];
+#define REP_INS_PORT		0x5e0
+#define REP_INS_LEN		700
+static uint16_t rep_ins_buf[REP_INS_LEN] __aligned(4096);
 static uint64_t spin_counter;
 
 /* RIP right after the instruction that makes the write; see the asm. */
@@ -415,7 +424,7 @@ extern char kemari_after_outb[], kemari_after_movl[];
 static noinline void guest_do(uint32_t op, uint32_t len, uint64_t addr,
 			      uint64_t val, uint32_t count)
 {
-	void *src = rep_buf;
+	void *src = rep_buf, *dst;
 
 	switch (op) {
 	case OP_OUT:
@@ -456,6 +465,12 @@ static noinline void guest_do(uint32_t op, uint32_t len, uint64_t addr,
 	case OP_FILL:
 		for (; count; count--, val++)
 			WRITE_ONCE(*(uint64_t *)addr, val);
+		break;
+	case OP_REP_INSW_BACK:
+		/* The first word lands at the top of rep_ins_buf. */
+		dst = &rep_ins_buf[count - 1];
+		asm volatile("std; rep insw; cld"
+			     : "+D"(dst), "+c"(count) : "d"(addr) : "memory");
 		break;
 	}
 }
@@ -1916,10 +1931,27 @@ static const char *test_golden_ring_full(void)
 static const char *test_dirty_quota_bad(void)
 {
 	struct kvm_vm *vm = vm_create_barebones();
+	uint32_t soft_limit;
 
-	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 65537, 0, 0);
+	/* No dirty ring yet: no quota can fire. */
+	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 1, 0, 0);
+	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 65536, 0, 0);
+
+	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING)) {
+		kvm_vm_free(vm);
+		return "no KVM_CAP_DIRTY_LOG_RING";
+	}
+	vm_enable_dirty_ring(vm, 1024 * sizeof(struct kvm_dirty_gfn));
+	/* 64 reserved entries; with Intel's PML, its buffer too. */
+	soft_limit = 1024 - 64;
+	if (host_cpu_is_intel && get_kvm_intel_param_bool("pml"))
+		soft_limit -= 512;
+	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, soft_limit + 1,
+			    0, 0);
+	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, 1024, 0, 0);
 	assert_enable_fails(vm, EINVAL, 0, KVM_KEMARI_ENABLE, -1ull, 0, 0);
-	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 65536, 0, 0), 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, soft_limit,
+				     0, 0), 0);
 	kvm_vm_free(vm);
 	return NULL;
 }
@@ -2673,6 +2705,68 @@ static const char *test_tsc_restore(void)
 static int kemari_freeze_vm(struct kvm_vm *vm)
 {
 	return __vm_ioctl(vm, KVM_KEMARI_FREEZE, NULL);
+}
+
+/*
+ * A backwards REP INSW (DF=1) from a port that userspace serves takes the
+ * words that KVM read ahead one per restart of the emulator.  A freeze
+ * that lands while the read-ahead is pending must not make KVM drop the
+ * rest: the instruction, re-executed after the resume, would read the
+ * device again.  The device here counts the words it hands out; every
+ * word reaches the guest once, in order.
+ */
+static const char *test_sync_rep_ins(void)
+{
+	uint16_t *buf, next = 0;
+	struct kvm_vcpu *vcpu;
+	struct kvm_run *run;
+	struct kvm_vm *vm;
+	int ins = 0, syncs = 0, i;
+	uint16_t *data;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	run = vcpu->run;
+	buf = addr_gva2hva(vm, (vm_vaddr_t)rep_ins_buf);
+	run_to_sync(vcpu, 0);
+	set_cmd(vm, OP_REP_INSW_BACK, 2, REP_INS_PORT, 0, REP_INS_LEN);
+
+	for (;;) {
+		vcpu_run(vcpu);
+		if (run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
+			TEST_ASSERT_EQ(run->kemari.reason, KVM_KEMARI_SYNC_PEER);
+			syncs++;
+			kemari_resume(vm);
+			continue;
+		}
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+		if (run->io.port != REP_INS_PORT)
+			break;
+		TEST_ASSERT(run->io.direction == KVM_EXIT_IO_IN &&
+			    run->io.size == 2 && run->io.count,
+			    "unexpected PIO exit: direction %u size %u count %u",
+			    run->io.direction, run->io.size, run->io.count);
+		TEST_ASSERT(next + run->io.count <= REP_INS_LEN,
+			    "the device was read %u times for %u words",
+			    next + run->io.count, REP_INS_LEN);
+		data = (void *)run + run->io.data_offset;
+		for (i = 0; i < run->io.count; i++)
+			data[i] = next++;
+		/* Freeze while the first read-ahead waits to be consumed. */
+		if (!ins++)
+			TEST_ASSERT_EQ(kemari_freeze_vm(vm), 0);
+	}
+	TEST_ASSERT_EQ(get_ucall(vcpu, NULL), UCALL_SYNC);
+	TEST_ASSERT_EQ(cmds_done(vm), 1);
+	TEST_ASSERT(ins > 1 && syncs == 1,
+		    "%d PIO exits and %d sync exits; want a read-ahead in several parts and one freeze",
+		    ins, syncs);
+	TEST_ASSERT_EQ(next, REP_INS_LEN);
+	for (i = 0; i < REP_INS_LEN; i++)
+		TEST_ASSERT(buf[REP_INS_LEN - 1 - i] == i,
+			    "word %d of the transfer is %u", i,
+			    buf[REP_INS_LEN - 1 - i]);
+	kvm_vm_free(vm);
+	return NULL;
 }
 
 static void get_freeze(struct kvm_vm *vm, struct kvm_kemari_freeze *st)
@@ -3498,6 +3592,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "sync_ioeventfd", test_sync_ioeventfd },
 	{ "sync_datamatch_miss", test_sync_datamatch_miss },
 	{ "sync_rep_outs", test_sync_rep_outs },
+	{ "sync_rep_ins", test_sync_rep_ins },
 	{ "sync_irqchip", test_sync_irqchip },
 	{ "sync_irqchip_exempt", test_sync_irqchip_exempt },
 	{ "sync_off", test_sync_off },
