@@ -54,11 +54,8 @@ struct kvm_kemari {
  * @stopped: the value of kvm_kemari.freeze when the vCPU last reported a
  *	freeze (a sync exit, or EINTR from KVM_RUN with its I/O complete);
  *	equal to it while frozen if the vCPU has stopped for this freeze
- * @deferred: an exit to userspace was replaced by a coalesced flush sync
- *	and is delivered on the next KVM_RUN
- * @deferred_ret: KVM_RUN's return value for the deferred exit
- * @deferred_reason: its exit_reason
- * @deferred_union: a copy of its kvm_run exit union
+ * @sync_flag: the exit that KVM_RUN returns is a coalesced flush sync:
+ *	set KVM_RUN_KEMARI_SYNC in kvm_run->flags on the way out
  * @tsc_intercepted: the arch logs the guest's TSC reads (KVM_KEMARI_TSC_LOG
  *	as of the vCPU's latest KVM_RUN)
  * @tsc: the TSC log since the last sync exit
@@ -74,10 +71,7 @@ struct kvm_kemari_vcpu {
 	unsigned long atomic_flags;
 	bool in_run;
 	int stopped;
-	bool deferred;
-	int deferred_ret;
-	u32 deferred_reason;
-	u8 deferred_union[256];
+	bool sync_flag;
 	bool tsc_intercepted;
 	struct kvm_kemari_tsc_log tsc;
 	u8 data[KVM_KEMARI_MAX_DATA];
@@ -108,7 +102,7 @@ void kvm_kemari_vcpu_run_leave(struct kvm_vcpu *vcpu);
 
 /* Called by the arch's KVM_RUN, in this order. */
 int kvm_kemari_vcpu_run_uninit(struct kvm_vcpu *vcpu);
-int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu);
+void kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu);
 int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu);
 bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu);
 int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r);
@@ -205,10 +199,7 @@ static inline int kvm_kemari_vcpu_run_uninit(struct kvm_vcpu *vcpu)
 	return 1;
 }
 
-static inline int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu)
-{
-	return 1;
-}
+static inline void kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu) {}
 
 static inline int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu)
 {

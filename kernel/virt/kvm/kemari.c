@@ -624,6 +624,11 @@ void kvm_kemari_vcpu_run_leave(struct kvm_vcpu *vcpu)
 
 	if (vcpu->run->exit_reason == KVM_EXIT_KEMARI_SYNC)
 		vcpu->run->kemari.dirty_entries = kemari_dirty_entries(vcpu);
+	/* After the arch has set kvm_run->flags for this exit. */
+	if (kv->sync_flag) {
+		vcpu->run->flags |= KVM_RUN_KEMARI_SYNC;
+		kv->sync_flag = false;
+	}
 
 	/* Pairs with kemari_vcpu_running(). */
 	smp_store_release(&kv->in_run, false);
@@ -643,31 +648,13 @@ int kvm_kemari_vcpu_run_uninit(struct kvm_vcpu *vcpu)
 }
 
 /*
- * First of the KVM_RUN hooks, before the arch completes userspace I/O:
- * set up the vCPU's state and deliver an exit that a coalesced flush
- * sync held back.  Returns 1 to go on, 0 or -errno to return to userspace.
+ * First of the KVM_RUN hooks, before the arch completes userspace I/O: set
+ * up the vCPU's state for this run.
  */
-int kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu)
+void kvm_kemari_vcpu_run_begin(struct kvm_vcpu *vcpu)
 {
-	struct kvm_kemari_vcpu *kv = vcpu->kemari;
-	struct kvm_run *run = vcpu->run;
-
-	if (!kv)
-		return 1;
-
-	kvm_arch_kemari_vcpu_enter(vcpu);
-
-	if (!kv->deferred)
-		return 1;
-
-	if (kemari_frozen(vcpu->kvm))
-		return kemari_stay_frozen(vcpu, KVM_KEMARI_SYNC_COALESCED);
-
-	BUILD_BUG_ON(sizeof(kv->deferred_union) != sizeof(run->padding));
-	kv->deferred = false;
-	run->exit_reason = kv->deferred_reason;
-	memcpy(run->padding, kv->deferred_union, sizeof(run->padding));
-	return kv->deferred_ret;
+	if (vcpu->kemari)
+		kvm_arch_kemari_vcpu_enter(vcpu);
 }
 
 /*
@@ -795,10 +782,10 @@ void __kvm_kemari_injected(struct kvm_vcpu *vcpu, int vector)
 }
 
 /*
- * Last KVM_RUN hook, on the way out to userspace.  If the guest added
- * entries to the coalesced MMIO ring since the last coalesced flush sync,
- * this exit becomes one, and the exit it replaces is delivered by the
- * next KVM_RUN.  Returns KVM_RUN's return value.
+ * Last KVM_RUN hook of the arch, on the way out to userspace.  If the
+ * guest added entries to the coalesced MMIO ring since the last coalesced
+ * flush sync, this exit is one (see below).  Returns KVM_RUN's return
+ * value.
  */
 int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 {
@@ -829,25 +816,33 @@ int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 		kemari_exit(vcpu, 0);
 	}
 
-	/*
-	 * An exit is held back already (KVM_RUN left before delivering it):
-	 * keep it, and leave new entries to a later exit.
-	 */
-	if (kv->deferred || !kemari_coalesced_unsynced(vcpu->kvm))
+	if (!kemari_coalesced_unsynced(vcpu->kvm))
 		return r;
 
-	if (!r && run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
+	/*
+	 * The VMM processes the coalesced ring on every exit: this one is a
+	 * sync point too.  A sync exit says so in its reason; an EINTR, which
+	 * carries nothing, becomes one.  Any other exit is returned as it is,
+	 * never held back in the kernel where no checkpoint could see it: an
+	 * EOI, a SHUTDOWN or a single step has already happened, and a
+	 * restored VM would not repeat it.  KVM_RUN_KEMARI_SYNC in
+	 * kvm_run->flags tells the VMM to checkpoint before it processes the
+	 * ring or the exit, and the vCPU has reported the freeze.
+	 */
+	kemari_freeze(vcpu->kvm, vcpu, KVM_KEMARI_SYNC_COALESCED);
+	if (r == -EINTR) {
+		kemari_exit(vcpu, KVM_KEMARI_SYNC_COALESCED);
+		return 0;
+	}
+	if (run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
 		run->kemari.reason |= KVM_KEMARI_SYNC_COALESCED;
 		kemari_count(vcpu, KVM_KEMARI_SYNC_COALESCED);
 		return 0;
 	}
-
-	kv->deferred = true;
-	kv->deferred_ret = r;
-	kv->deferred_reason = run->exit_reason;
-	memcpy(kv->deferred_union, run->padding, sizeof(kv->deferred_union));
-	kemari_freeze(vcpu->kvm, vcpu, KVM_KEMARI_SYNC_COALESCED);
-	kemari_exit(vcpu, KVM_KEMARI_SYNC_COALESCED);
+	kv->sync_flag = true;
+	WRITE_ONCE(kv->stopped, atomic_read(&vcpu->kvm->kemari->freeze));
+	kemari_count(vcpu, KVM_KEMARI_SYNC_COALESCED);
+	trace_kemari_sync(vcpu->vcpu_id, KVM_KEMARI_SYNC_COALESCED, &kv->write);
 	return 0;
 }
 

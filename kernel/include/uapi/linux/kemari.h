@@ -63,6 +63,14 @@ struct kvm_kemari_write {
 #define KVM_KEMARI_SYNC_PEER		(1U << 2)
 #define KVM_KEMARI_SYNC_DIRTY_QUOTA	(1U << 3)
 
+/*
+ * kvm_run->flags: the exit is also a sync point, because the coalesced
+ * MMIO ring holds entries written since the last one.  The VM is frozen
+ * and this vCPU has reported it; checkpoint before processing the ring or
+ * the exit.  Bit 15 of the arch's kvm_run->flags, which x86 leaves free.
+ */
+#define KVM_RUN_KEMARI_SYNC		(1U << 15)
+
 /* kvm_run->kemari.flags */
 #define KVM_KEMARI_EXIT_DATA_TRUNCATED	(1U << 0)
 

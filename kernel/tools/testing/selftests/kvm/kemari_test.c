@@ -400,6 +400,7 @@ enum guest_op {
 	OP_HALT,	/* set spin_counter, then cli; hlt */
 	OP_FILL,	/* cmd.count stores of cmd.val + i at cmd.addr */
 	OP_REP_INSW_BACK, /* std; rep insw of cmd.count words into rep_ins_buf */
+	OP_FILL_SHUTDOWN, /* OP_FILL, then a triple fault */
 };
 
 struct guest_cmd {
@@ -417,6 +418,11 @@ static uint8_t rep_buf[REP_OUTS_LEN];
 #define REP_INS_LEN		700
 static uint16_t rep_ins_buf[REP_INS_LEN] __aligned(4096);
 static uint64_t spin_counter;
+/* An IDT that holds no gate: any exception is a triple fault. */
+static struct __packed {
+	uint16_t limit;
+	uint64_t base;
+} no_idt;
 
 /* RIP right after the instruction that makes the write; see the asm. */
 extern char kemari_after_outb[], kemari_after_movl[];
@@ -465,6 +471,11 @@ static noinline void guest_do(uint32_t op, uint32_t len, uint64_t addr,
 	case OP_FILL:
 		for (; count; count--, val++)
 			WRITE_ONCE(*(uint64_t *)addr, val);
+		break;
+	case OP_FILL_SHUTDOWN:
+		for (; count; count--, val++)
+			WRITE_ONCE(*(uint64_t *)addr, val);
+		asm volatile("lidt %0; int3" : : "m"(no_idt));
 		break;
 	case OP_REP_INSW_BACK:
 		/* The first word lands at the top of rep_ins_buf. */
@@ -1338,22 +1349,45 @@ static uint32_t ring_used(struct kvm_coalesced_mmio_ring *ring, uint32_t size)
 }
 
 /*
- * A few coalesced writes, then a ucall: the KVM_EXIT_IO comes after a
+ * Run to an exit that is also a coalesced flush sync: @exit_reason, with
+ * KVM_RUN_KEMARI_SYNC in kvm_run->flags, the VM frozen and the vCPU
+ * counted as stopped.
+ */
+static void run_to_flagged(struct kvm_vcpu *vcpu, uint32_t want)
+{
+	struct kvm_kemari_freeze st;
+
+	/*
+	 * Not vcpu_run(): for a ucall it completes the I/O at once, with a
+	 * KVM_RUN that clears kvm_run->flags.
+	 */
+	TEST_ASSERT_EQ(__vcpu_run(vcpu), 0);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, want);
+	TEST_ASSERT(vcpu->run->flags & KVM_RUN_KEMARI_SYNC,
+		    "exit %u without KVM_RUN_KEMARI_SYNC (flags %#x)",
+		    want, vcpu->run->flags);
+	vm_ioctl(vcpu->vm, KVM_KEMARI_GET_FREEZE, &st);
+	TEST_ASSERT(st.flags == KVM_KEMARI_FROZEN && st.stopped == 1 &&
+		    !st.running, "freeze flags %#x stopped %u running %u",
+		    st.flags, st.stopped, st.running);
+}
+
+/*
+ * A few coalesced writes, then a ucall: the KVM_EXIT_IO comes flagged as a
  * coalesced flush sync.  Then, for every ring start index, the guest fills
- * the ring and makes one more write, which the full ring refuses: the exit
- * to userspace for it first comes as a coalesced flush sync, with the ring
- * full, and the KVM_EXIT_MMIO follows on the next KVM_RUN.
+ * the ring and makes one more write, which the full ring refuses: the
+ * KVM_EXIT_MMIO for it comes flagged, with the ring full.
  */
 static const char *test_sync_coalesced(void)
 {
 	uint32_t size = (getpagesize() - sizeof(struct kvm_coalesced_mmio_ring)) /
 			sizeof(struct kvm_coalesced_mmio);
 	struct kvm_coalesced_mmio_ring *ring;
-	struct kvm_kemari_exit *e;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	uint32_t start, i, idx, done = 0;
 	uint64_t val, got;
+	struct ucall uc;
 
 	if (!kvm_has_cap(KVM_CAP_COALESCED_MMIO))
 		return "no KVM_CAP_COALESCED_MMIO";
@@ -1364,16 +1398,18 @@ static const char *test_sync_coalesced(void)
 	run_to_sync(vcpu, done);
 
 	set_cmd(vm, OP_FILL, 8, COALESCED_GPA, 42, 3);
-	e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_COALESCED);
-	TEST_ASSERT_EQ(e->write.count, 0);
+	run_to_flagged(vcpu, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	TEST_ASSERT_EQ(uc.args[1], ++done);
 	TEST_ASSERT_EQ(ring_used(ring, size), 3);
 	kemari_resume(vm);
-	run_to_sync(vcpu, ++done);
 	WRITE_ONCE(ring->first, READ_ONCE(ring->last));
 
-	/* No new entries: no sync. */
+	/* No new entries: no sync, no flag. */
 	set_cmd(vm, OP_NONE, 0, 0, 0, 0);
 	run_to_sync(vcpu, ++done);
+	TEST_ASSERT(!(vcpu->run->flags & KVM_RUN_KEMARI_SYNC),
+		    "KVM_RUN_KEMARI_SYNC with no new ring entries");
 
 	for (start = 0; start < size; start++) {
 		val = start * 1000;
@@ -1381,15 +1417,12 @@ static const char *test_sync_coalesced(void)
 		WRITE_ONCE(ring->last, start);
 		set_cmd(vm, OP_FILL, 8, COALESCED_GPA, val, size);
 
-		e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_COALESCED);
-		TEST_ASSERT_EQ(e->write.count, 0);
+		run_to_flagged(vcpu, KVM_EXIT_MMIO);
 		TEST_ASSERT(ring_used(ring, size) == size - 1,
 			    "start %u: ring holds %u entries at the sync, want %u",
 			    start, ring_used(ring, size), size - 1);
 		kemari_resume(vm);
 
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MMIO);
 		memcpy(&got, vcpu->run->mmio.data, 8);
 		TEST_ASSERT(vcpu->run->mmio.is_write &&
 			    vcpu->run->mmio.phys_addr == COALESCED_GPA &&
@@ -1407,6 +1440,43 @@ static const char *test_sync_coalesced(void)
 	TEST_ASSERT(vcpu_stat(vcpu, "kemari_sync_coalesced") == size + 1,
 		    "kemari_sync_coalesced %lu, want %u",
 		    vcpu_stat(vcpu, "kemari_sync_coalesced"), size + 1);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * An exit that reports what has already happened, behind a coalesced
+ * flush sync: the guest fills three ring entries and triple-faults, and
+ * SVM puts the vCPU through INIT before KVM_EXIT_SHUTDOWN.  Re-executing
+ * from a checkpoint would not repeat that, so the exit must reach the VMM
+ * at once, flagged, never held in the kernel where no checkpoint sees it,
+ * and the ring entries must still be there for the checkpoint to copy.
+ */
+static const char *test_sync_coalesced_exit(void)
+{
+	uint32_t size = (getpagesize() - sizeof(struct kvm_coalesced_mmio_ring)) /
+			sizeof(struct kvm_coalesced_mmio);
+	struct kvm_coalesced_mmio_ring *ring;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint32_t i;
+
+	if (!kvm_has_cap(KVM_CAP_COALESCED_MMIO))
+		return "no KVM_CAP_COALESCED_MMIO";
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	kvm_vm_register_coalesced_io(vm, COALESCED_GPA, 8, false);
+	ring = (void *)vcpu->run + getpagesize() * KVM_COALESCED_MMIO_PAGE_OFFSET;
+	run_to_sync(vcpu, 0);
+
+	set_cmd(vm, OP_FILL_SHUTDOWN, 8, COALESCED_GPA, 42, 3);
+	run_to_flagged(vcpu, KVM_EXIT_SHUTDOWN);
+	TEST_ASSERT_EQ(ring_used(ring, size), 3);
+	for (i = 0; i < 3; i++)
+		TEST_ASSERT_EQ(*(uint64_t *)ring->coalesced_mmio[(ring->first + i) % size].data,
+			       42 + i);
+	TEST_ASSERT_EQ(vcpu_stat(vcpu, "kemari_sync_coalesced"), 1);
+	kemari_resume(vm);
 	kvm_vm_free(vm);
 	return NULL;
 }
@@ -3602,6 +3672,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "sync_peer_running", test_sync_peer_running },
 	{ "sync_peer_halted", test_sync_peer_halted },
 	{ "sync_coalesced", test_sync_coalesced },
+	{ "sync_coalesced_exit", test_sync_coalesced_exit },
 	{ "dirty_quota_bad", test_dirty_quota_bad },
 	{ "dirty_quota_exact", test_dirty_quota_exact },
 	{ "freeze_api", test_freeze_api },
