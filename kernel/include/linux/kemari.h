@@ -94,6 +94,7 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 			  struct kvm_io_bus *bus, int first_dev,
 			  const struct kvm_io_range *range, const void *val);
 bool kvm_kemari_write_held(struct kvm_vcpu *vcpu);
+bool kvm_kemari_refuse_resampler(struct kvm *kvm);
 bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu);
 
 /* Called by KVM_RUN around kvm_arch_vcpu_ioctl_run(). */
@@ -183,6 +184,11 @@ static inline int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 }
 
 static inline bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
+{
+	return false;
+}
+
+static inline bool kvm_kemari_refuse_resampler(struct kvm *kvm)
 {
 	return false;
 }

@@ -125,6 +125,33 @@ static bool kemari_quota_fits(struct kvm *kvm, u64 quota)
 }
 
 /*
+ * A resampling irqfd signals its resample eventfd when the guest EOIs the
+ * interrupt, through the PIC, the IOAPIC or the LAPIC: a signal out of the
+ * VM that no bus write carries and no sync point precedes.  A Kemari VM
+ * has none.  Its check and kvm->kemari's assignment both happen under
+ * resampler_lock, so whichever of KVM_IRQFD and KVM_ENABLE_CAP comes
+ * second sees the first and fails with -EBUSY.
+ */
+#ifdef CONFIG_HAVE_KVM_IRQCHIP
+bool kvm_kemari_refuse_resampler(struct kvm *kvm)
+{
+	lockdep_assert_held(&kvm->irqfds.resampler_lock);
+	return READ_ONCE(kvm->kemari);
+}
+
+static bool kemari_has_resamplers(struct kvm *kvm)
+{
+	lockdep_assert_held(&kvm->irqfds.resampler_lock);
+	return !list_empty(&kvm->irqfds.resampler_list);
+}
+#else
+static bool kemari_has_resamplers(struct kvm *kvm)
+{
+	return false;
+}
+#endif
+
+/*
  * A repeated KVM_ENABLE_CAP may switch the mutable flags and must leave
  * everything else as it is.  Each vCPU follows at its next KVM_RUN.
  */
@@ -136,6 +163,25 @@ static int kemari_change(struct kvm_kemari *kemari, struct kvm_enable_cap *cap)
 
 	WRITE_ONCE(kemari->flags, cap->args[0]);
 	return 0;
+}
+
+/* Turn Kemari on, unless an irqfd resamples (kvm_kemari_refuse_resampler()). */
+static int kemari_install(struct kvm *kvm, struct kvm_kemari *kemari)
+{
+	int r = 0;
+
+#ifdef CONFIG_HAVE_KVM_IRQCHIP
+	mutex_lock(&kvm->irqfds.resampler_lock);
+#endif
+	if (kemari_has_resamplers(kvm))
+		r = -EBUSY;
+	else
+		/* Pairs with READ_ONCE() in the readers of kvm->kemari. */
+		WRITE_ONCE(kvm->kemari, kemari);
+#ifdef CONFIG_HAVE_KVM_IRQCHIP
+	mutex_unlock(&kvm->irqfds.resampler_lock);
+#endif
+	return r;
 }
 
 int kvm_kemari_enable_cap(struct kvm *kvm, struct kvm_enable_cap *cap)
@@ -168,9 +214,9 @@ int kvm_kemari_enable_cap(struct kvm *kvm, struct kvm_enable_cap *cap)
 		 */
 		r = -EBUSY;
 	} else {
-		/* Pairs with READ_ONCE() in the readers of kvm->kemari. */
-		WRITE_ONCE(kvm->kemari, kemari);
-		kemari = NULL;
+		r = kemari_install(kvm, kemari);
+		if (!r)
+			kemari = NULL;
 	}
 	mutex_unlock(&kvm->lock);
 

@@ -2026,6 +2026,70 @@ static const char *test_dirty_quota_bad(void)
 	return NULL;
 }
 
+/*
+ * A resampling irqfd signals its resample eventfd at the guest's EOI, out
+ * of the VM with no sync point: KVM_IRQFD refuses one on a Kemari VM, and
+ * KVM_ENABLE_CAP refuses Kemari on a VM that has one, both with EBUSY.
+ * Plain irqfds stay allowed, and the refusal leaves nothing behind.
+ */
+static int irqfd_assign(struct kvm_vm *vm, uint32_t gsi, bool resample,
+			int *fds)
+{
+	struct kvm_irqfd irqfd = {
+		.gsi = gsi,
+		.flags = resample ? KVM_IRQFD_FLAG_RESAMPLE : 0,
+	};
+
+	fds[0] = eventfd(0, 0);
+	fds[1] = eventfd(0, 0);
+	irqfd.fd = fds[0];
+	irqfd.resamplefd = fds[1];
+	return __vm_ioctl(vm, KVM_IRQFD, &irqfd);
+}
+
+static void irqfd_deassign(struct kvm_vm *vm, uint32_t gsi, int *fds)
+{
+	struct kvm_irqfd irqfd = {
+		.fd = fds[0],
+		.gsi = gsi,
+		.flags = KVM_IRQFD_FLAG_DEASSIGN,
+	};
+
+	vm_ioctl(vm, KVM_IRQFD, &irqfd);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static const char *test_irqfd_resample_refused(void)
+{
+	struct kvm_vm *vm;
+	int fds[2], r;
+
+	if (!kvm_has_cap(KVM_CAP_IRQFD_RESAMPLE))
+		return "no KVM_CAP_IRQFD_RESAMPLE";
+
+	/* Kemari first: no resampler. */
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	r = irqfd_assign(vm, 5, true, fds);
+	TEST_ASSERT(r == -1 && errno == EBUSY,
+		    "resampling irqfd on a Kemari VM: r = %d, errno %d", r, errno);
+	close(fds[0]);
+	close(fds[1]);
+	TEST_ASSERT_EQ(irqfd_assign(vm, 5, false, fds), 0);
+	irqfd_deassign(vm, 5, fds);
+	kvm_vm_free(vm);
+
+	/* A resampler first: no Kemari, until it is gone. */
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(irqfd_assign(vm, 5, true, fds), 0);
+	assert_enable_fails(vm, EBUSY, 0, KVM_KEMARI_ENABLE, 0, 0, 0);
+	irqfd_deassign(vm, 5, fds);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
 /* A VMM that corrupts its dirty ring must not hurt the kernel. */
 #define GARBAGE_PAGES		16
 
@@ -3674,6 +3738,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "sync_coalesced", test_sync_coalesced },
 	{ "sync_coalesced_exit", test_sync_coalesced_exit },
 	{ "dirty_quota_bad", test_dirty_quota_bad },
+	{ "irqfd_resample_refused", test_irqfd_resample_refused },
 	{ "dirty_quota_exact", test_dirty_quota_exact },
 	{ "freeze_api", test_freeze_api },
 	{ "freeze_halted_uninit", test_freeze_halted_uninit },
