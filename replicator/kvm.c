@@ -21,6 +21,7 @@ static const uint32_t saved_msrs[NR_SAVED_MSRS] = {
 	0xc0000083, 0xc0000084,		/* CSTAR, SYSCALL_MASK */
 	0xc0000102, 0xc0000103,		/* KERNEL_GS_BASE, TSC_AUX */
 	0x277,				/* PAT */
+	0x3b,				/* TSC_ADJUST, kemari.rst 7 */
 };
 
 #define MSR_IA32_TSC	0x10
@@ -293,7 +294,9 @@ int vm__save_irq(struct vm *vm, struct irq_state *irq)
 		irq->chip[i].chip_id = i;
 		r = IOCTL(vm->fd, KVM_GET_IRQCHIP, &irq->chip[i]);
 	}
-	return r ? r : IOCTL(vm->fd, KVM_GET_PIT2, &irq->pit);
+	if (!r)
+		r = IOCTL(vm->fd, KVM_GET_PIT2, &irq->pit);
+	return r ? r : IOCTL(vm->fd, KVM_GET_CLOCK, &irq->clock);
 }
 
 int vm__restore_irq(struct vm *vm, const struct irq_state *irq)
@@ -301,9 +304,26 @@ int vm__restore_irq(struct vm *vm, const struct irq_state *irq)
 	unsigned int i;
 	int r = 0;
 
+	struct kvm_clock_data clock = { .clock = irq->clock.clock };
+
 	for (i = 0; !r && i < 3; i++)
 		r = IOCTL(vm->fd, KVM_SET_IRQCHIP, &irq->chip[i]);
-	return r ? r : IOCTL(vm->fd, KVM_SET_PIT2, &irq->pit);
+	if (!r)
+		r = IOCTL(vm->fd, KVM_SET_PIT2, &irq->pit);
+	/* kemari.rst 7: kvmclock goes on from the checkpoint's value. */
+	return r ? r : IOCTL(vm->fd, KVM_SET_CLOCK, &clock);
+}
+
+static int vcpu__tsc_offset(struct vcpu *vcpu, unsigned long req,
+			    uint64_t *ofs)
+{
+	struct kvm_device_attr a = {
+		.group = KVM_VCPU_TSC_CTRL,
+		.attr = KVM_VCPU_TSC_OFFSET,
+		.addr = (uint64_t)(uintptr_t)ofs,
+	};
+
+	return IOCTL(vcpu->fd, req, &a);
 }
 
 static int vcpu__get_msrs(struct vcpu *vcpu, struct vcpu_state *s)
@@ -352,6 +372,8 @@ int vcpu__save(struct vcpu *vcpu, struct vcpu_state *s)
 		r = IOCTL(fd, KVM_GET_DEBUGREGS, &s->debugregs);
 	if (!r)
 		r = vcpu__get_msrs(vcpu, s);
+	if (!r)
+		r = vcpu__tsc_offset(vcpu, KVM_GET_DEVICE_ATTR, &s->tsc_offset);
 	if (!r && vcpu->vm->kemari)
 		r = IOCTL(fd, KVM_KEMARI_GET_PENDING, &s->pending);
 	s->tsc_log = vcpu->tsc_log;
@@ -399,21 +421,32 @@ int vcpu__set_tsc(struct vcpu *vcpu, uint64_t tsc)
 	return r == 1 ? 0 : (r < 0 ? r : -EIO);
 }
 
-/* kemari.rst 7: T = the largest saved IA32_TSC and log max, set once. */
+/*
+ * kemari.rst 7: vCPU 0's TSC is written once, to base; every other vCPU
+ * gets vCPU 0's new offset plus the difference it had on the primary, so
+ * that the restore does not depend on KVM's one-second heuristic and keeps
+ * the guest's own differences (IA32_TSC_ADJUST).  base is the least value
+ * that puts every vCPU at or above its saved IA32_TSC and its log's max.
+ */
 int vm__restore_tsc(struct vm *vm, const struct vcpu_state *s)
 {
-	uint64_t t = 0;
+	uint64_t base = 0, ofs0, ofs, t, d;
 	unsigned int i;
-	int r = 0;
+	int r;
 
 	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
-		if (s[i].tsc > t)
-			t = s[i].tsc;
-		if (s[i].tsc_log.max > t)
-			t = s[i].tsc_log.max;
+		t = s[i].tsc > s[i].tsc_log.max ? s[i].tsc : s[i].tsc_log.max;
+		d = s[i].tsc_offset - s[0].tsc_offset;
+		if (t - d > base)
+			base = t - d;
 	}
-	for (i = 0; !r && i < vm->cfg.nr_vcpus; i++)
-		r = vcpu__set_tsc(&vm->vcpu[i], t);
+	r = vcpu__set_tsc(&vm->vcpu[0], base);
+	if (!r)
+		r = vcpu__tsc_offset(&vm->vcpu[0], KVM_GET_DEVICE_ATTR, &ofs0);
+	for (i = 1; !r && i < vm->cfg.nr_vcpus; i++) {
+		ofs = ofs0 + (s[i].tsc_offset - s[0].tsc_offset);
+		r = vcpu__tsc_offset(&vm->vcpu[i], KVM_SET_DEVICE_ATTR, &ofs);
+	}
 	return r;
 }
 

@@ -17,7 +17,7 @@
 
 #define MAX_VCPUS	ABI_MAX_VCPUS
 #define PAGE_SIZE	4096ULL
-#define NR_SAVED_MSRS	10
+#define NR_SAVED_MSRS	11
 
 /* Everything a checkpoint holds for one vCPU. */
 struct vcpu_state {
@@ -34,14 +34,16 @@ struct vcpu_state {
 		struct kvm_msr_entry entries[NR_SAVED_MSRS];
 	} msrs;
 	uint64_t tsc;			/* IA32_TSC, restored per kemari.rst 7 */
+	uint64_t tsc_offset;		/* KVM_VCPU_TSC_OFFSET, likewise */
 	struct kvm_kemari_tsc_log tsc_log;
 	struct kvm_kemari_pending pending;
 };
 
-/* The in-kernel devices. */
+/* The in-kernel devices, and the VM's kvmclock (kemari.rst 7). */
 struct irq_state {
 	struct kvm_irqchip chip[3];	/* PIC master, PIC slave, IOAPIC */
 	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
 };
 
 struct vcpu {

@@ -81,10 +81,13 @@ struct kvm_kemari_write {
 
 /**
  * struct kvm_kemari_tsc_log - the guest TSC reads of one vCPU
- * @max: the highest TSC value, in L1's terms, that KVM returned to the
- *	 guest since the log was switched on or since the guest's latest
- *	 write of its TSC, whichever came later; after such a write, at
- *	 least the TSC right after it; 0 if there was neither
+ * @max: the highest value of the vCPU's own TSC (the one that a host
+ *	 KVM_GET_MSRS(IA32_TSC) reads) at which KVM answered a guest read,
+ *	 since the log was switched on or since the guest's latest write of
+ *	 its TSC, whichever came later; after such a write, at least the TSC
+ *	 right after it; 0 if there was neither.  A read by a nested guest
+ *	 returns that guest's TSC, offset and scaled by the vCPU's nested
+ *	 hypervisor, but is logged as the vCPU's own TSC at that moment
  * @reads: RDTSC, RDTSCP and RDMSR(IA32_TSC) since this vCPU's previous
  *	   KVM_EXIT_KEMARI_SYNC
  * @writes: WRMSR(IA32_TSC) and WRMSR(IA32_TSC_ADJUST) since then

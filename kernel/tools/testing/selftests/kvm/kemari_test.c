@@ -38,6 +38,8 @@
 #include <unistd.h>
 
 #include <asm/kvm_para.h>
+#include <asm/pvclock.h>
+#include <asm/pvclock-abi.h>
 #include <linux/kemari.h>
 
 #include "apic.h"
@@ -2833,6 +2835,198 @@ static const char *test_tsc_restore(void)
 }
 
 /*
+ * The TSC restore of kemari.rst section 7, for several vCPUs: the guest
+ * TSC of vCPU 0 is written once, and every other vCPU gets vCPU 0's new
+ * KVM_VCPU_TSC_OFFSET plus the difference it had on the primary.  Nothing
+ * depends on KVM's "writes within a second are in sync" heuristic, so the
+ * vCPUs may be restored far apart, and a difference the guest made on
+ * purpose (IA32_TSC_ADJUST) is kept.
+ */
+#define SMP_VCPUS		4
+#define SMP_ADJUST		(1ull << 40)
+
+static void tsc_smp_guest(uint64_t id)
+{
+	if (id == 1)
+		wrmsr(MSR_IA32_TSC_ADJUST, SMP_ADJUST);
+	for (;;)
+		GUEST_SYNC(rdtsc());
+}
+
+static uint64_t tsc_offset(struct kvm_vcpu *vcpu)
+{
+	uint64_t ofs;
+
+	vcpu_device_attr_get(vcpu, KVM_VCPU_TSC_CTRL, KVM_VCPU_TSC_OFFSET, &ofs);
+	return ofs;
+}
+
+/* The value of the guest's next GUEST_SYNC. */
+static uint64_t run_to_val(struct kvm_vcpu *vcpu)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	return uc.args[1];
+}
+
+/* Leave IA32_TSC out of a saved state: section 7 sets it once. */
+static void drop_tsc_msr(struct kvm_x86_state *state)
+{
+	int i;
+
+	for (i = 0; i < state->msrs.nmsrs; i++)
+		if (state->msrs.entries[i].index == MSR_IA32_TSC)
+			state->msrs.entries[i] =
+				state->msrs.entries[--state->msrs.nmsrs];
+}
+
+static const char *test_tsc_restore_smp(void)
+{
+	uint64_t read[SMP_VCPUS], tsc[SMP_VCPUS], delta[SMP_VCPUS];
+	struct kvm_x86_state *state[SMP_VCPUS];
+	struct kvm_vcpu *vcpus[SMP_VCPUS];
+	uint64_t base = 0, ofs0, now, adjust;
+	struct kvm_vm *vm;
+	int i;
+
+	if (!kvm_has_cap(KVM_CAP_VCPU_ATTRIBUTES))
+		return "no KVM_CAP_VCPU_ATTRIBUTES";
+
+	vm = vm_create(SMP_VCPUS);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	for (i = 0; i < SMP_VCPUS; i++) {
+		vcpus[i] = vm_vcpu_add(vm, i, tsc_smp_guest);
+		vcpu_args_set(vcpus[i], 1, i);
+	}
+	if (__vcpu_has_device_attr(vcpus[0], KVM_VCPU_TSC_CTRL,
+				   KVM_VCPU_TSC_OFFSET)) {
+		kvm_vm_free(vm);
+		return "no KVM_VCPU_TSC_OFFSET";
+	}
+
+	/* The checkpoint, with every vCPU stopped after a read. */
+	for (i = 0; i < SMP_VCPUS; i++)
+		read[i] = run_to_val(vcpus[i]);
+	for (i = 0; i < SMP_VCPUS; i++) {
+		tsc[i] = vcpu_get_msr(vcpus[i], MSR_IA32_TSC);
+		delta[i] = tsc_offset(vcpus[i]) - tsc_offset(vcpus[0]);
+		state[i] = vcpu_save_state(vcpus[i]);
+		drop_tsc_msr(state[i]);
+		TEST_ASSERT(tsc[i] >= read[i], "vCPU %d: IA32_TSC %#lx below its read %#lx",
+			    i, tsc[i], read[i]);
+		/* base + delta[i] must reach vCPU i's saved TSC. */
+		if (tsc[i] - delta[i] > base)
+			base = tsc[i] - delta[i];
+	}
+	TEST_ASSERT((int64_t)(delta[1] - SMP_ADJUST) > -(int64_t)(SMP_ADJUST / 2) &&
+		    (int64_t)(delta[1] - SMP_ADJUST) < (int64_t)(SMP_ADJUST / 2),
+		    "vCPU 1's TSC_ADJUST did not move its offset: delta %#lx", delta[1]);
+
+	/* The secondary: vCPU 0 now, the rest more than a second later. */
+	kvm_vm_release(vm);
+	kvm_vm_restart(vm);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	for (i = 0; i < SMP_VCPUS; i++)
+		vcpus[i] = vm_vcpu_recreate(vm, i);
+	vcpu_load_state(vcpus[0], state[0]);
+	vcpu_set_msr(vcpus[0], MSR_IA32_TSC, base);
+	ofs0 = tsc_offset(vcpus[0]);
+	usleep(1200 * 1000);
+	for (i = 1; i < SMP_VCPUS; i++) {
+		vcpu_load_state(vcpus[i], state[i]);
+		now = ofs0 + delta[i];
+		vcpu_device_attr_set(vcpus[i], KVM_VCPU_TSC_CTRL,
+				     KVM_VCPU_TSC_OFFSET, &now);
+	}
+
+	/* Exactly the primary's differences, and no vCPU behind its past. */
+	for (i = 0; i < SMP_VCPUS; i++) {
+		TEST_ASSERT(tsc_offset(vcpus[i]) - tsc_offset(vcpus[0]) == delta[i],
+			    "vCPU %d: offset differs from vCPU 0's by %#lx, on the primary by %#lx",
+			    i, tsc_offset(vcpus[i]) - tsc_offset(vcpus[0]), delta[i]);
+		now = run_to_val(vcpus[i]);
+		TEST_ASSERT(now >= read[i] && now >= tsc[i],
+			    "vCPU %d: TSC %#lx after the restore, %#lx read and %#lx saved before",
+			    i, now, read[i], tsc[i]);
+	}
+	adjust = vcpu_get_msr(vcpus[1], MSR_IA32_TSC_ADJUST);
+	TEST_ASSERT_EQ(adjust, SMP_ADJUST);
+	for (i = 0; i < SMP_VCPUS; i++)
+		kvm_x86_state_cleanup(state[i]);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
+ * kvmclock across a restore (kemari.rst section 7): the checkpoint saves
+ * KVM_GET_CLOCK, and the secondary sets it with KVM_SET_CLOCK before the
+ * guest runs, so the guest's kvmclock, and CLOCK_MONOTONIC with it, never
+ * goes back.  A new VM's kvmclock starts near 0.
+ */
+static void kvmclock_guest(vm_paddr_t pvti_pa, struct pvclock_vcpu_time_info *pvti)
+{
+	wrmsr(MSR_KVM_SYSTEM_TIME_NEW, pvti_pa | KVM_MSR_ENABLED);
+	for (;;)
+		GUEST_SYNC(__pvclock_read_cycles(pvti, rdtsc()));
+}
+
+static const char *test_kvmclock_restore(void)
+{
+	struct kvm_clock_data clock = { 0 };
+	struct kvm_x86_state *state;
+	uint64_t before, after, tsc;
+	struct kvm_vcpu *vcpu;
+	vm_vaddr_t pvti_gva;
+	struct kvm_vm *vm;
+	int i;
+
+	if (!kvm_has_cap(KVM_CAP_ADJUST_CLOCK))
+		return "no KVM_CAP_ADJUST_CLOCK";
+
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	vcpu = vm_vcpu_add(vm, 0, kvmclock_guest);
+	pvti_gva = vm_vaddr_alloc_page(vm);
+	vcpu_args_set(vcpu, 2, addr_gva2gpa(vm, pvti_gva), pvti_gva);
+
+	/* Let the guest's clock run well past a fresh VM's. */
+	for (i = 0; i < 5; i++) {
+		before = run_to_val(vcpu);
+		usleep(100 * 1000);
+	}
+	before = run_to_val(vcpu);
+	TEST_ASSERT(before > 400 * 1000 * 1000ull,
+		    "kvmclock %lu ns after 500 ms", before);
+
+	/* The checkpoint. */
+	vm_ioctl(vm, KVM_GET_CLOCK, &clock);
+	tsc = vcpu_get_msr(vcpu, MSR_IA32_TSC);
+	state = vcpu_save_state(vcpu);
+	drop_tsc_msr(state);
+
+	/* The secondary. */
+	kvm_vm_release(vm);
+	kvm_vm_restart(vm);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	vcpu = vm_vcpu_recreate(vm, 0);
+	vcpu_load_state(vcpu, state);
+	kvm_x86_state_cleanup(state);
+	vcpu_set_msr(vcpu, MSR_IA32_TSC, tsc);
+	clock.flags = 0;
+	vm_ioctl(vm, KVM_SET_CLOCK, &clock);
+
+	after = run_to_val(vcpu);
+	TEST_ASSERT(after >= before,
+		    "kvmclock went back across the restore: %lu ns, %lu ns before",
+		    after, before);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/*
  * The freeze protocol (kemari.rst, "The freeze"): KVM_KEMARI_FREEZE,
  * KVM_KEMARI_GET_FREEZE and the checks of KVM_KEMARI_RESUME.
  */
@@ -3754,6 +3948,8 @@ static const struct kemari_testcase testcases[] = {
 	{ "tsc_log", test_tsc_log },
 	{ "tsc_log_off", test_tsc_log_off },
 	{ "tsc_restore", test_tsc_restore },
+	{ "tsc_restore_smp", test_tsc_restore_smp },
+	{ "kvmclock_restore", test_kvmclock_restore },
 	{ "tsc_log_nested_svm", test_tsc_log_nested_svm },
 	{ "tsc_log_nested_vmx", test_tsc_log_nested_vmx },
 };
