@@ -430,15 +430,16 @@ int vcpu__set_tsc(struct vcpu *vcpu, uint64_t tsc)
  */
 int vm__restore_tsc(struct vm *vm, const struct vcpu_state *s)
 {
-	uint64_t base = 0, ofs0, ofs, t, d;
+	uint64_t base = 0, ofs0, ofs, t;
 	unsigned int i;
 	int r;
 
+	/* TSCs and differences wrap; compare them as distances. */
 	for (i = 0; i < vm->cfg.nr_vcpus; i++) {
 		t = s[i].tsc > s[i].tsc_log.max ? s[i].tsc : s[i].tsc_log.max;
-		d = s[i].tsc_offset - s[0].tsc_offset;
-		if (t - d > base)
-			base = t - d;
+		t -= s[i].tsc_offset - s[0].tsc_offset;
+		if (!i || (int64_t)(t - base) > 0)
+			base = t;
 	}
 	r = vcpu__set_tsc(&vm->vcpu[0], base);
 	if (!r)

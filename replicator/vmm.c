@@ -247,6 +247,10 @@ static void *vcpu__thread(void *arg)
 				continue;
 			die("vcpu %u: KVM_RUN: %s", vcpu->id, strerror(err));
 		}
+		/* kemari.rst 5; this VMM registers no coalesced MMIO zone. */
+		if (vcpu->run->flags & KVM_RUN_KEMARI_SYNC)
+			die("vcpu %u: a coalesced MMIO sync, but no zone was registered",
+			    vcpu->id);
 		switch (vcpu->run->exit_reason) {
 		case KVM_EXIT_KEMARI_SYNC:
 			vcpu->tsc_log = vcpu->run->kemari.tsc;

@@ -93,9 +93,9 @@ void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu);
 int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 			  struct kvm_io_bus *bus, int first_dev,
 			  const struct kvm_io_range *range, const void *val);
-bool kvm_kemari_write_held(struct kvm_vcpu *vcpu);
 bool kvm_kemari_refuse_resampler(struct kvm *kvm);
 bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu);
+unsigned int kvm_kemari_ins_read_ahead(struct kvm_vcpu *vcpu, unsigned int n);
 
 /* Called by KVM_RUN around kvm_arch_vcpu_ioctl_run(). */
 int kvm_kemari_vcpu_run_enter(struct kvm_vcpu *vcpu);
@@ -127,6 +127,7 @@ void __kvm_kemari_injected(struct kvm_vcpu *vcpu, int vector);
 bool kvm_arch_kemari_supported(struct kvm *kvm);
 u64 kvm_arch_kemari_flags(void);
 void kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu);
+bool kvm_arch_kemari_io_pending(struct kvm_vcpu *vcpu);
 bool kvm_arch_kemari_dev_internal(struct kvm *kvm, struct kvm_io_device *dev);
 void kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port, int size,
 			      const void *data);
@@ -186,6 +187,12 @@ static inline int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 static inline bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
 {
 	return false;
+}
+
+static inline unsigned int kvm_kemari_ins_read_ahead(struct kvm_vcpu *vcpu,
+						     unsigned int n)
+{
+	return n;
 }
 
 static inline bool kvm_kemari_refuse_resampler(struct kvm *kvm)

@@ -111,10 +111,10 @@ static int kvm_kemari_check_args(struct kvm_enable_cap *cap)
 }
 
 /*
- * A dirty quota counts dirty ring entries, and it fires only below the
- * ring's soft limit (at the soft limit the full ring stops the vCPU
- * anyway): it needs a dirty ring, enabled first, and a quota within it.
- * The ring's size cannot change once it is set.
+ * A dirty quota counts dirty ring entries, and one above the ring's soft
+ * limit would never fire (at the soft limit the full ring stops the vCPU
+ * anyway): it needs a dirty ring, enabled first, and a quota at most its
+ * soft limit.  The ring's size cannot change once it is set.
  */
 static bool kemari_quota_fits(struct kvm *kvm, u64 quota)
 {
@@ -426,7 +426,7 @@ static bool kemari_needs_sync(struct kvm *kvm, struct kvm_io_bus *bus,
  * wide or page-crossing MMIO store makes one per 8-byte piece, at
  * consecutive addresses, which are merged.  A string instruction makes one
  * per element, but the emulator stops after the first element that is
- * held (kvm_kemari_write_held()), so each element is a sync point.
+ * held (kvm_kemari_stop_emulation()), so each element is a sync point.
  */
 static bool kemari_queue(struct kvm_kemari_vcpu *kv, int bus_idx,
 			 const struct kvm_io_range *range, const void *val)
@@ -505,19 +505,6 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 	return 1;
 }
 
-/*
- * Does this vCPU hold a write of its own?  Then an emulator must not go on
- * to the next instruction, or the next element of a string instruction,
- * so that nothing the guest does after that write happens before the sync
- * point (see kvm_kemari_stop_emulation()).  A freeze by a peer or the
- * dirty quota is no reason to stop mid-instruction: the run loop stops
- * for them once the instruction is done.
- */
-bool kvm_kemari_write_held(struct kvm_vcpu *vcpu)
-{
-	return vcpu->kemari && vcpu->kemari->write.count;
-}
-EXPORT_SYMBOL_GPL(kvm_kemari_write_held);
 
 static void kemari_mmio_exit(struct kvm_vcpu *vcpu, gpa_t addr, int len,
 			     const void *data)
@@ -837,6 +824,7 @@ int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 {
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
 	struct kvm_run *run = vcpu->run;
+	int f;
 
 	if (!kv)
 		return r;
@@ -867,29 +855,28 @@ int kvm_kemari_vcpu_run_end(struct kvm_vcpu *vcpu, int r)
 
 	/*
 	 * The VMM processes the coalesced ring on every exit: this one is a
-	 * sync point too.  A sync exit says so in its reason; an EINTR, which
-	 * carries nothing, becomes one.  Any other exit is returned as it is,
-	 * never held back in the kernel where no checkpoint could see it: an
-	 * EOI, a SHUTDOWN or a single step has already happened, and a
-	 * restored VM would not repeat it.  KVM_RUN_KEMARI_SYNC in
-	 * kvm_run->flags tells the VMM to checkpoint before it processes the
-	 * ring or the exit, and the vCPU has reported the freeze.
+	 * sync point too.  A sync exit says so in its reason.  Any other exit,
+	 * or EINTR, is returned as it is, never held back in the kernel where
+	 * no checkpoint could see it: an EOI, a SHUTDOWN or a single step has
+	 * already happened, and a restored VM would not repeat it.
+	 * KVM_RUN_KEMARI_SYNC in kvm_run->flags tells the VMM to checkpoint
+	 * before it processes the ring.  The vCPU has reported the freeze
+	 * unless it left userspace I/O to complete, which the VMM does with
+	 * immediate_exit before the checkpoint (kemari.rst section 5).
 	 */
 	kemari_freeze(vcpu->kvm, vcpu, KVM_KEMARI_SYNC_COALESCED);
-	if (r == -EINTR) {
-		kemari_exit(vcpu, KVM_KEMARI_SYNC_COALESCED);
-		return 0;
-	}
-	if (run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
+	if (!r && run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
 		run->kemari.reason |= KVM_KEMARI_SYNC_COALESCED;
 		kemari_count(vcpu, KVM_KEMARI_SYNC_COALESCED);
 		return 0;
 	}
+	f = atomic_read(&vcpu->kvm->kemari->freeze);
 	kv->sync_flag = true;
-	WRITE_ONCE(kv->stopped, atomic_read(&vcpu->kvm->kemari->freeze));
+	if ((f & 1) && (r || !kvm_arch_kemari_io_pending(vcpu)))
+		WRITE_ONCE(kv->stopped, f);
 	kemari_count(vcpu, KVM_KEMARI_SYNC_COALESCED);
 	trace_kemari_sync(vcpu->vcpu_id, KVM_KEMARI_SYNC_COALESCED, &kv->write);
-	return 0;
+	return r;
 }
 
 static int kemari_check_write(const struct kvm_kemari_write *w)

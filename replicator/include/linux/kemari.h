@@ -64,10 +64,10 @@ struct kvm_kemari_write {
 #define KVM_KEMARI_SYNC_DIRTY_QUOTA	(1U << 3)
 
 /*
- * kvm_run->flags: the exit is also a sync point, because the coalesced
- * MMIO ring holds entries written since the last one.  The VM is frozen
- * and this vCPU has reported it; checkpoint before processing the ring or
- * the exit.  Bit 15 of the arch's kvm_run->flags, which x86 leaves free.
+ * kvm_run->flags: the exit (or EINTR) is also a sync point, because the
+ * coalesced MMIO ring holds entries written since the last one.  The VM
+ * is frozen; checkpoint before processing the ring (kemari.rst section 5).
+ * Bit 15 of kvm_run->flags, which x86 leaves free.
  */
 #define KVM_RUN_KEMARI_SYNC		(1U << 15)
 
@@ -145,8 +145,9 @@ struct kvm_kemari_pending {
  * @generation: the number of the current freeze, or of the latest one if
  *		the VM is not frozen; freezes are numbered from 1, 0 means
  *		that the VM has never been frozen
- * @stopped: vCPUs that have reported the current freeze (a sync exit, or
- *	     EINTR from KVM_RUN with their I/O complete); each counts once,
+ * @stopped: vCPUs that have reported the current freeze (a sync exit, an
+ *	     exit flagged KVM_RUN_KEMARI_SYNC that leaves no I/O to
+ *	     complete, or EINTR from KVM_RUN); each counts once,
  *	     however often it re-entered; 0 if not frozen
  * @running: vCPUs that are in KVM_RUN and have not reported it;
  *	     KVM_KEMARI_RESUME fails with EBUSY while this is not 0; 0 if

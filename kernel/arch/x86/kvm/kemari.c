@@ -232,20 +232,45 @@ void kvm_kemari_lapic_sync(struct kvm_vcpu *vcpu)
 }
 
 /*
- * Should the emulator return to the run loop instead of restarting a
- * string instruction for its next element?  Only for a write this vCPU
- * holds, and never while PIO data read ahead for a REP INS is still
- * buffered: a backwards REP INS takes it one element per restart, and a
- * new decode drops the rest, so the instruction, re-executed, would read
- * the device again for words that it has already read.
+ * Should the emulator return to the run loop instead of going on to the
+ * next instruction, or restarting a string instruction for its next
+ * element?  It must once a sync is pending: the vCPU's own held write,
+ * so that nothing the guest does after it happens before the sync point,
+ * or a peer's freeze or the dirty quota, so that the vCPU stops at once.
+ * Never while PIO data read ahead for a REP INS is still buffered: a new
+ * decode would drop it, and the instruction, re-executed, would read the
+ * device again.  kvm_kemari_ins_read_ahead() keeps that from happening.
  */
 bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
 {
-	struct read_cache *rc = &vcpu->arch.emulate_ctxt->io_read;
+	struct read_cache *rc;
 
-	if (rc->pos != rc->end)
+	if (!vcpu->kemari || !kvm_test_request(KVM_REQ_KEMARI_SYNC, vcpu))
 		return false;
 
-	return kvm_kemari_write_held(vcpu);
+	rc = &vcpu->arch.emulate_ctxt->io_read;
+	return rc->pos == rc->end;
 }
 EXPORT_SYMBOL_GPL(kvm_kemari_stop_emulation);
+
+/*
+ * How many elements of a backwards REP INS the emulator may read ahead
+ * (@n without Kemari).  Forwards, it stores all it read at once; backwards
+ * it takes one per restart, and the next element's store may be a held
+ * write, after which the emulator must stop with the rest still buffered.
+ * So a Kemari vCPU reads one element at a time.
+ */
+unsigned int kvm_kemari_ins_read_ahead(struct kvm_vcpu *vcpu, unsigned int n)
+{
+	return vcpu->kemari ? min(n, 1U) : n;
+}
+
+/*
+ * Has the vCPU left KVM_RUN with userspace I/O that its next KVM_RUN
+ * completes (KVM_EXIT_IO, KVM_EXIT_MMIO, the MSR exits)?  Until then its
+ * state is not one to checkpoint.
+ */
+bool kvm_arch_kemari_io_pending(struct kvm_vcpu *vcpu)
+{
+	return !!vcpu->arch.complete_userspace_io;
+}

@@ -401,7 +401,8 @@ enum guest_op {
 	OP_SPIN,	/* count in spin_counter for ever */
 	OP_HALT,	/* set spin_counter, then cli; hlt */
 	OP_FILL,	/* cmd.count stores of cmd.val + i at cmd.addr */
-	OP_REP_INSW_BACK, /* std; rep insw of cmd.count words into rep_ins_buf */
+	OP_REP_INSW_BACK, /* std; rep insw of cmd.count words into cmd.val
+			   * (0: rep_ins_buf) */
 	OP_FILL_SHUTDOWN, /* OP_FILL, then a triple fault */
 };
 
@@ -480,8 +481,8 @@ static noinline void guest_do(uint32_t op, uint32_t len, uint64_t addr,
 		asm volatile("lidt %0; int3" : : "m"(no_idt));
 		break;
 	case OP_REP_INSW_BACK:
-		/* The first word lands at the top of rep_ins_buf. */
-		dst = &rep_ins_buf[count - 1];
+		/* The first word lands at the top of the buffer. */
+		dst = (val ? (uint16_t *)val : rep_ins_buf) + count - 1;
 		asm volatile("std; rep insw; cld"
 			     : "+D"(dst), "+c"(count) : "d"(addr) : "memory");
 		break;
@@ -1350,15 +1351,25 @@ static uint32_t ring_used(struct kvm_coalesced_mmio_ring *ring, uint32_t size)
 	return (READ_ONCE(ring->last) + size - READ_ONCE(ring->first)) % size;
 }
 
-/*
- * Run to an exit that is also a coalesced flush sync: @exit_reason, with
- * KVM_RUN_KEMARI_SYNC in kvm_run->flags, the VM frozen and the vCPU
- * counted as stopped.
- */
-static void run_to_flagged(struct kvm_vcpu *vcpu, uint32_t want)
+/* The VM is frozen, and @stopped vCPUs have reported it, none running. */
+static void assert_stopped(struct kvm_vm *vm, uint32_t stopped)
 {
 	struct kvm_kemari_freeze st;
 
+	vm_ioctl(vm, KVM_KEMARI_GET_FREEZE, &st);
+	TEST_ASSERT(st.flags == KVM_KEMARI_FROZEN && st.stopped == stopped &&
+		    !st.running, "freeze flags %#x stopped %u running %u, want %u stopped",
+		    st.flags, st.stopped, st.running, stopped);
+}
+
+/*
+ * Run to an exit that is also a coalesced flush sync: @want, with
+ * KVM_RUN_KEMARI_SYNC in kvm_run->flags and the VM frozen.  The vCPU has
+ * reported the freeze (@stopped 1) unless it left I/O to complete.
+ */
+static void run_to_flagged(struct kvm_vcpu *vcpu, uint32_t want,
+			   uint32_t stopped)
+{
 	/*
 	 * Not vcpu_run(): for a ucall it completes the I/O at once, with a
 	 * KVM_RUN that clears kvm_run->flags.
@@ -1368,10 +1379,7 @@ static void run_to_flagged(struct kvm_vcpu *vcpu, uint32_t want)
 	TEST_ASSERT(vcpu->run->flags & KVM_RUN_KEMARI_SYNC,
 		    "exit %u without KVM_RUN_KEMARI_SYNC (flags %#x)",
 		    want, vcpu->run->flags);
-	vm_ioctl(vcpu->vm, KVM_KEMARI_GET_FREEZE, &st);
-	TEST_ASSERT(st.flags == KVM_KEMARI_FROZEN && st.stopped == 1 &&
-		    !st.running, "freeze flags %#x stopped %u running %u",
-		    st.flags, st.stopped, st.running);
+	assert_stopped(vcpu->vm, stopped);
 }
 
 /*
@@ -1400,9 +1408,11 @@ static const char *test_sync_coalesced(void)
 	run_to_sync(vcpu, done);
 
 	set_cmd(vm, OP_FILL, 8, COALESCED_GPA, 42, 3);
-	run_to_flagged(vcpu, KVM_EXIT_IO);
+	run_to_flagged(vcpu, KVM_EXIT_IO, 0);
+	/* get_ucall() completes the I/O, with immediate_exit: now reported. */
 	TEST_ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
 	TEST_ASSERT_EQ(uc.args[1], ++done);
+	assert_stopped(vm, 1);
 	TEST_ASSERT_EQ(ring_used(ring, size), 3);
 	kemari_resume(vm);
 	WRITE_ONCE(ring->first, READ_ONCE(ring->last));
@@ -1419,18 +1429,20 @@ static const char *test_sync_coalesced(void)
 		WRITE_ONCE(ring->last, start);
 		set_cmd(vm, OP_FILL, 8, COALESCED_GPA, val, size);
 
-		run_to_flagged(vcpu, KVM_EXIT_MMIO);
+		run_to_flagged(vcpu, KVM_EXIT_MMIO, 0);
 		TEST_ASSERT(ring_used(ring, size) == size - 1,
 			    "start %u: ring holds %u entries at the sync, want %u",
 			    start, ring_used(ring, size), size - 1);
-		kemari_resume(vm);
-
 		memcpy(&got, vcpu->run->mmio.data, 8);
 		TEST_ASSERT(vcpu->run->mmio.is_write &&
 			    vcpu->run->mmio.phys_addr == COALESCED_GPA &&
 			    got == val + size - 1,
 			    "start %u: KVM_EXIT_MMIO of %#lx, want %#lx", start,
 			    got, val + size - 1);
+		vcpu_run_complete_io(vcpu);
+		assert_stopped(vm, 1);
+		kemari_resume(vm);
+
 		for (i = 0; i < size - 1; i++) {
 			idx = (start + i) % size;
 			TEST_ASSERT_EQ(*(uint64_t *)ring->coalesced_mmio[idx].data,
@@ -1472,7 +1484,7 @@ static const char *test_sync_coalesced_exit(void)
 	run_to_sync(vcpu, 0);
 
 	set_cmd(vm, OP_FILL_SHUTDOWN, 8, COALESCED_GPA, 42, 3);
-	run_to_flagged(vcpu, KVM_EXIT_SHUTDOWN);
+	run_to_flagged(vcpu, KVM_EXIT_SHUTDOWN, 1);
 	TEST_ASSERT_EQ(ring_used(ring, size), 3);
 	for (i = 0; i < 3; i++)
 		TEST_ASSERT_EQ(*(uint64_t *)ring->coalesced_mmio[(ring->first + i) % size].data,
@@ -1704,7 +1716,8 @@ static void *golden_thread(void *arg)
 			g->dirty_entries = run->kemari.dirty_entries;
 			WRITE_ONCE(g->state, GOLDEN_STOPPED);
 			sem_post(g->event);
-			sem_wait(&g->go);
+			while (sem_wait(&g->go) && errno == EINTR)
+				;
 			continue;
 		}
 		if (run->exit_reason != KVM_EXIT_IO)
@@ -1722,6 +1735,20 @@ static void *golden_thread(void *arg)
 			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
 		}
 	}
+}
+
+/* Where KVM's modules are, to name a kernel address that shows up. */
+static void print_kvm_modules(void)
+{
+	char line[256];
+	FILE *f = fopen("/proc/modules", "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "kvm", 3))
+			ksft_print_msg("module %s", line);
+	fclose(f);
 }
 
 /* The vCPU stats that changed over 1 s: is a stuck vCPU exiting at all? */
@@ -1770,11 +1797,16 @@ static void golden_dump(struct kvm_vm *vm, struct golden_vcpu *g, int id)
 				       id);
 			return;
 		}
-		code = addr_gva2hva(vm, g->dump.rip);
-		ksft_print_msg("vCPU %d: rip %#llx rsp %#llx rflags %#llx rax %#llx rcx %#llx rdx %#llx code %02x %02x %02x %02x %02x %02x\n",
+		ksft_print_msg("vCPU %d: rip %#llx rsp %#llx rflags %#llx rax %#llx rcx %#llx rdx %#llx\n",
 			       id, g->dump.rip, g->dump.rsp, g->dump.rflags,
-			       g->dump.rax, g->dump.rcx, g->dump.rdx, code[0],
-			       code[1], code[2], code[3], code[4], code[5]);
+			       g->dump.rax, g->dump.rcx, g->dump.rdx);
+		/* The test's code is in the low 4 GiB; anything else is not its. */
+		if (g->dump.rip < (1ull << 32)) {
+			code = addr_gva2hva(vm, g->dump.rip);
+			ksft_print_msg("vCPU %d: code at rip %02x %02x %02x %02x %02x %02x\n",
+				       id, code[0], code[1], code[2], code[3],
+				       code[4], code[5]);
+		}
 		usleep(200000);
 	}
 }
@@ -1792,10 +1824,11 @@ static void golden_wait(struct kvm_vm *vm, sem_t *event,
 		return;
 	ksft_print_msg("golden_stop as the host sees it: %lu\n",
 		       *(uint64_t *)addr_gva2hva(vm, (vm_vaddr_t)&golden_stop));
+	print_kvm_modules();
 	for (i = 0; i < GOLDEN_VCPUS; i++) {
 		ksft_print_msg("vCPU %d: state %d, last reason %#x\n", i,
 			       READ_ONCE(g[i].state), g[i].reason);
-		if (READ_ONCE(g[i].state) == GOLDEN_DONE)
+		if (READ_ONCE(g[i].state) != GOLDEN_RUNNING)
 			continue;
 		print_task(g[i].tid);
 		print_stat_deltas(i, g[i].stats_fd);
@@ -1873,7 +1906,10 @@ static const char *check_golden(const struct golden_mode *m)
 		{ GOLDEN_SLOT_THP, GOLDEN_GPA_THP, GOLDEN_SIZE_THP },
 	};
 	struct kvm_vcpu *vcpus[GOLDEN_VCPUS];
-	struct sigaction sa = { .sa_handler = golden_dump_handler };
+	struct sigaction sa = {
+		.sa_handler = golden_dump_handler,
+		.sa_flags = SA_RESTART,
+	};
 	struct golden_vcpu g[GOLDEN_VCPUS];
 	uint64_t syncs = 0, pages = 0, quota_syncs = 0, io_syncs = 0;
 	uint32_t harvested, total, running, stopped;
@@ -2917,8 +2953,8 @@ static const char *test_tsc_restore_smp(void)
 		drop_tsc_msr(state[i]);
 		TEST_ASSERT(tsc[i] >= read[i], "vCPU %d: IA32_TSC %#lx below its read %#lx",
 			    i, tsc[i], read[i]);
-		/* base + delta[i] must reach vCPU i's saved TSC. */
-		if (tsc[i] - delta[i] > base)
+		/* base + delta[i] must reach vCPU i's saved TSC (they wrap). */
+		if (!i || (int64_t)(tsc[i] - delta[i] - base) > 0)
 			base = tsc[i] - delta[i];
 	}
 	TEST_ASSERT((int64_t)(delta[1] - SMP_ADJUST) > -(int64_t)(SMP_ADJUST / 2) &&
@@ -3035,34 +3071,29 @@ static int kemari_freeze_vm(struct kvm_vm *vm)
 	return __vm_ioctl(vm, KVM_KEMARI_FREEZE, NULL);
 }
 
-/*
- * A backwards REP INSW (DF=1) from a port that userspace serves takes the
- * words that KVM read ahead one per restart of the emulator.  A freeze
- * that lands while the read-ahead is pending must not make KVM drop the
- * rest: the instruction, re-executed after the resume, would read the
- * device again.  The device here counts the words it hands out; every
- * word reaches the guest once, in order.
- */
-static const char *test_sync_rep_ins(void)
+/* Serve the backwards REP INSW of @len words from REP_INS_PORT. */
+static void rep_ins_run(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
+			uint64_t dst, uint16_t len, bool freeze,
+			uint32_t *ins, uint32_t *syncs)
 {
-	uint16_t *buf, next = 0;
-	struct kvm_vcpu *vcpu;
-	struct kvm_run *run;
-	struct kvm_vm *vm;
-	int ins = 0, syncs = 0, i;
-	uint16_t *data;
+	struct kvm_run *run = vcpu->run;
+	uint16_t next = 0, *data;
+	int i;
 
-	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
-	run = vcpu->run;
-	buf = addr_gva2hva(vm, (vm_vaddr_t)rep_ins_buf);
-	run_to_sync(vcpu, 0);
-	set_cmd(vm, OP_REP_INSW_BACK, 2, REP_INS_PORT, 0, REP_INS_LEN);
-
+	*ins = *syncs = 0;
+	set_cmd(vm, OP_REP_INSW_BACK, 2, REP_INS_PORT, dst, len);
 	for (;;) {
 		vcpu_run(vcpu);
 		if (run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
-			TEST_ASSERT_EQ(run->kemari.reason, KVM_KEMARI_SYNC_PEER);
-			syncs++;
+			/* A held element: the one just read, at its place. */
+			if (run->kemari.reason & KVM_KEMARI_SYNC_IO_BUS) {
+				assert_pending(&run->kemari.write,
+					       KVM_KEMARI_BUS_MMIO,
+					       dst + 2 * (len - next), 2, 1);
+				TEST_ASSERT_EQ(*(uint16_t *)run->kemari.data,
+					       (uint16_t)(next - 1));
+			}
+			(*syncs)++;
 			kemari_resume(vm);
 			continue;
 		}
@@ -3073,26 +3104,65 @@ static const char *test_sync_rep_ins(void)
 			    run->io.size == 2 && run->io.count,
 			    "unexpected PIO exit: direction %u size %u count %u",
 			    run->io.direction, run->io.size, run->io.count);
-		TEST_ASSERT(next + run->io.count <= REP_INS_LEN,
+		TEST_ASSERT(next + run->io.count <= len,
 			    "the device was read %u times for %u words",
-			    next + run->io.count, REP_INS_LEN);
+			    next + run->io.count, len);
 		data = (void *)run + run->io.data_offset;
 		for (i = 0; i < run->io.count; i++)
 			data[i] = next++;
-		/* Freeze while the first read-ahead waits to be consumed. */
-		if (!ins++)
+		/* Freeze while the first read waits to be consumed. */
+		if (freeze && !(*ins)++)
 			TEST_ASSERT_EQ(kemari_freeze_vm(vm), 0);
+		else if (!freeze)
+			(*ins)++;
 	}
 	TEST_ASSERT_EQ(get_ucall(vcpu, NULL), UCALL_SYNC);
-	TEST_ASSERT_EQ(cmds_done(vm), 1);
+	TEST_ASSERT_EQ(next, len);
+}
+
+/*
+ * A backwards REP INSW (DF=1) from a port that userspace serves takes the
+ * words it reads one per step of the emulator.  A freeze that lands while
+ * read words wait to be consumed must not make KVM drop them: the
+ * instruction, re-executed after the resume, would read the device again.
+ * Into RAM, every word arrives once and in order.  Into an ioeventfd, each
+ * element is a held write and a sync point of its own, in order, and none
+ * reaches the device unsynced.
+ */
+#define REP_INS_MMIO_LEN	8
+
+static const char *test_sync_rep_ins(void)
+{
+	uint64_t dst = MMIO_GPA + 0x200;
+	int fds[REP_INS_MMIO_LEN], i;
+	struct kvm_vcpu *vcpu;
+	uint32_t ins, syncs;
+	struct kvm_vm *vm;
+	uint16_t *buf;
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	buf = addr_gva2hva(vm, (vm_vaddr_t)rep_ins_buf);
+	run_to_sync(vcpu, 0);
+
+	rep_ins_run(vm, vcpu, 0, REP_INS_LEN, true, &ins, &syncs);
 	TEST_ASSERT(ins > 1 && syncs == 1,
-		    "%d PIO exits and %d sync exits; want a read-ahead in several parts and one freeze",
+		    "%u PIO exits and %u sync exits; want several and one freeze",
 		    ins, syncs);
-	TEST_ASSERT_EQ(next, REP_INS_LEN);
 	for (i = 0; i < REP_INS_LEN; i++)
 		TEST_ASSERT(buf[REP_INS_LEN - 1 - i] == i,
 			    "word %d of the transfer is %u", i,
 			    buf[REP_INS_LEN - 1 - i]);
+
+	for (i = 0; i < REP_INS_MMIO_LEN; i++)
+		fds[i] = add_ioeventfd(vm, dst + 2 * i, 2, false, false);
+	rep_ins_run(vm, vcpu, dst, REP_INS_MMIO_LEN, false, &ins, &syncs);
+	TEST_ASSERT(syncs == REP_INS_MMIO_LEN,
+		    "%u sync exits for %u held elements", syncs, REP_INS_MMIO_LEN);
+	TEST_ASSERT_EQ(vcpu_stat(vcpu, "kemari_writes_unsynced"), 0);
+	for (i = 0; i < REP_INS_MMIO_LEN; i++) {
+		TEST_ASSERT_EQ(eventfd_count(fds[i]), 1);
+		close(fds[i]);
+	}
 	kvm_vm_free(vm);
 	return NULL;
 }
