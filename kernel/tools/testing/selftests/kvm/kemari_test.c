@@ -401,8 +401,7 @@ enum guest_op {
 	OP_SPIN,	/* count in spin_counter for ever */
 	OP_HALT,	/* set spin_counter, then cli; hlt */
 	OP_FILL,	/* cmd.count stores of cmd.val + i at cmd.addr */
-	OP_REP_INSW_BACK, /* std; rep insw of cmd.count words into cmd.val
-			   * (0: rep_ins_buf) */
+	OP_REP_INSW_BACK, /* std; rep insw, cmd.count words, to cmd.val */
 	OP_FILL_SHUTDOWN, /* OP_FILL, then a triple fault */
 };
 
@@ -481,7 +480,7 @@ static noinline void guest_do(uint32_t op, uint32_t len, uint64_t addr,
 		asm volatile("lidt %0; int3" : : "m"(no_idt));
 		break;
 	case OP_REP_INSW_BACK:
-		/* The first word lands at the top of the buffer. */
+		/* To rep_ins_buf if val is 0; the first word at the top. */
 		dst = (val ? (uint16_t *)val : rep_ins_buf) + count - 1;
 		asm volatile("std; rep insw; cld"
 			     : "+D"(dst), "+c"(count) : "d"(addr) : "memory");
