@@ -78,6 +78,12 @@ void __weak kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu)
 {
 }
 
+/* Has the vCPU left userspace I/O that its next KVM_RUN completes? */
+bool __weak kvm_arch_kemari_io_pending(struct kvm_vcpu *vcpu)
+{
+	return false;
+}
+
 static u64 kemari_valid_flags(void)
 {
 	return KVM_KEMARI_GENERIC_FLAGS | kvm_arch_kemari_flags();
