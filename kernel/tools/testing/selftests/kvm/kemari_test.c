@@ -403,6 +403,7 @@ enum guest_op {
 	OP_FILL,	/* cmd.count stores of cmd.val + i at cmd.addr */
 	OP_REP_INSW_BACK, /* std; rep insw, cmd.count words, to cmd.val */
 	OP_FILL_SHUTDOWN, /* OP_FILL, then a triple fault */
+	OP_FILL_SPIN,	/* OP_FILL, then OP_SPIN */
 };
 
 struct guest_cmd {
@@ -474,6 +475,11 @@ static noinline void guest_do(uint32_t op, uint32_t len, uint64_t addr,
 		for (; count; count--, val++)
 			WRITE_ONCE(*(uint64_t *)addr, val);
 		break;
+	case OP_FILL_SPIN:
+		for (; count; count--, val++)
+			WRITE_ONCE(*(uint64_t *)addr, val);
+		for (;;)
+			WRITE_ONCE(spin_counter, READ_ONCE(spin_counter) + 1);
 	case OP_FILL_SHUTDOWN:
 		for (; count; count--, val++)
 			WRITE_ONCE(*(uint64_t *)addr, val);
@@ -1489,6 +1495,63 @@ static const char *test_sync_coalesced_exit(void)
 		TEST_ASSERT_EQ(*(uint64_t *)ring->coalesced_mmio[(ring->first + i) % size].data,
 			       42 + i);
 	TEST_ASSERT_EQ(vcpu_stat(vcpu, "kemari_sync_coalesced"), 1);
+	kemari_resume(vm);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
+/* Signal @arg's thread once the guest has passed its ring writes. */
+struct spin_signaller {
+	struct kvm_vm *vm;
+	pthread_t target;
+};
+
+static void *spin_signaller(void *arg)
+{
+	struct spin_signaller *ss = arg;
+
+	while (!spin_count(ss->vm))
+		usleep(1000);
+	pthread_kill(ss->target, SIGALRM);
+	return NULL;
+}
+
+/*
+ * A KVM_RUN that a signal ends, with new ring entries: EINTR, flagged,
+ * the VM frozen and the vCPU counted as stopped (its I/O is complete).
+ */
+static const char *test_sync_coalesced_eintr(void)
+{
+	uint32_t size = (getpagesize() - sizeof(struct kvm_coalesced_mmio_ring)) /
+			sizeof(struct kvm_coalesced_mmio);
+	struct sigaction sa = { .sa_handler = alarm_handler };
+	struct spin_signaller ss;
+	pthread_t thread;
+	struct kvm_coalesced_mmio_ring *ring;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int r;
+
+	if (!kvm_has_cap(KVM_CAP_COALESCED_MMIO))
+		return "no KVM_CAP_COALESCED_MMIO";
+
+	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
+	kvm_vm_register_coalesced_io(vm, COALESCED_GPA, 8, false);
+	ring = (void *)vcpu->run + getpagesize() * KVM_COALESCED_MMIO_PAGE_OFFSET;
+	run_to_sync(vcpu, 0);
+
+	set_cmd(vm, OP_FILL_SPIN, 8, COALESCED_GPA, 42, 3);
+	sigaction(SIGALRM, &sa, NULL);
+	ss = (struct spin_signaller) { .vm = vm, .target = pthread_self() };
+	pthread_create(&thread, NULL, spin_signaller, &ss);
+	r = __vcpu_run(vcpu);
+	pthread_join(thread, NULL);
+	TEST_ASSERT(r == -1 && errno == EINTR, "KVM_RUN: %d, errno %d", r, errno);
+	TEST_ASSERT(vcpu->run->flags & KVM_RUN_KEMARI_SYNC,
+		    "EINTR without KVM_RUN_KEMARI_SYNC (flags %#x)",
+		    vcpu->run->flags);
+	assert_stopped(vm, 1);
+	TEST_ASSERT_EQ(ring_used(ring, size), 3);
 	kemari_resume(vm);
 	kvm_vm_free(vm);
 	return NULL;
@@ -4000,6 +4063,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "sync_peer_halted", test_sync_peer_halted },
 	{ "sync_coalesced", test_sync_coalesced },
 	{ "sync_coalesced_exit", test_sync_coalesced_exit },
+	{ "sync_coalesced_eintr", test_sync_coalesced_eintr },
 	{ "dirty_quota_bad", test_dirty_quota_bad },
 	{ "irqfd_resample_refused", test_irqfd_resample_refused },
 	{ "dirty_quota_exact", test_dirty_quota_exact },
