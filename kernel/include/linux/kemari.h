@@ -52,7 +52,8 @@ struct kvm_kemari {
  *	reports it
  * @in_run: the vCPU's task is in KVM_RUN
  * @stopped: the value of kvm_kemari.freeze when the vCPU last reported a
- *	freeze (a sync exit, or EINTR from KVM_RUN with its I/O complete);
+ *	freeze (a sync exit, an exit flagged KVM_RUN_KEMARI_SYNC with no I/O
+ *	left to complete, or EINTR from KVM_RUN with its I/O complete);
  *	equal to it while frozen if the vCPU has stopped for this freeze
  * @sync_flag: the exit that KVM_RUN returns is a coalesced flush sync:
  *	set KVM_RUN_KEMARI_SYNC in kvm_run->flags on the way out

@@ -472,18 +472,14 @@ static noinline void guest_do(uint32_t op, uint32_t len, uint64_t addr,
 		for (;;)
 			asm volatile("cli; hlt");
 	case OP_FILL:
-		for (; count; count--, val++)
-			WRITE_ONCE(*(uint64_t *)addr, val);
-		break;
 	case OP_FILL_SPIN:
-		for (; count; count--, val++)
-			WRITE_ONCE(*(uint64_t *)addr, val);
-		for (;;)
-			WRITE_ONCE(spin_counter, READ_ONCE(spin_counter) + 1);
 	case OP_FILL_SHUTDOWN:
 		for (; count; count--, val++)
 			WRITE_ONCE(*(uint64_t *)addr, val);
-		asm volatile("lidt %0; int3" : : "m"(no_idt));
+		if (op == OP_FILL_SHUTDOWN)
+			asm volatile("lidt %0; int3" : : "m"(no_idt));
+		while (op == OP_FILL_SPIN)
+			WRITE_ONCE(spin_counter, READ_ONCE(spin_counter) + 1);
 		break;
 	case OP_REP_INSW_BACK:
 		/* To rep_ins_buf if val is 0; the first word at the top. */
@@ -1351,6 +1347,26 @@ static const char *test_sync_peer_halted(void)
 /* Coalesced MMIO: the ring is flushed only after a sync point. */
 #define COALESCED_GPA		(MMIO_GPA + 0x100)
 
+/* Entries in the coalesced MMIO ring page. */
+#define COALESCED_SIZE		((getpagesize() - sizeof(struct kvm_coalesced_mmio_ring)) / \
+				 sizeof(struct kvm_coalesced_mmio))
+
+/*
+ * A Kemari VM with one vCPU and an 8-byte coalesced zone at COALESCED_GPA,
+ * run to its first GUEST_SYNC; *@ring is the vCPU's view of the ring.
+ */
+static struct kvm_vm *coalesced_vm_create(struct kvm_vcpu **vcpu,
+					  struct kvm_coalesced_mmio_ring **ring)
+{
+	struct kvm_vm *vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, vcpu);
+
+	kvm_vm_register_coalesced_io(vm, COALESCED_GPA, 8, false);
+	*ring = (void *)(*vcpu)->run +
+		getpagesize() * KVM_COALESCED_MMIO_PAGE_OFFSET;
+	run_to_sync(*vcpu, 0);
+	return vm;
+}
+
 static uint32_t ring_used(struct kvm_coalesced_mmio_ring *ring, uint32_t size)
 {
 	return (READ_ONCE(ring->last) + size - READ_ONCE(ring->first)) % size;
@@ -1395,8 +1411,7 @@ static void run_to_flagged(struct kvm_vcpu *vcpu, uint32_t want,
  */
 static const char *test_sync_coalesced(void)
 {
-	uint32_t size = (getpagesize() - sizeof(struct kvm_coalesced_mmio_ring)) /
-			sizeof(struct kvm_coalesced_mmio);
+	uint32_t size = COALESCED_SIZE;
 	struct kvm_coalesced_mmio_ring *ring;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
@@ -1407,10 +1422,7 @@ static const char *test_sync_coalesced(void)
 	if (!kvm_has_cap(KVM_CAP_COALESCED_MMIO))
 		return "no KVM_CAP_COALESCED_MMIO";
 
-	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
-	kvm_vm_register_coalesced_io(vm, COALESCED_GPA, 8, false);
-	ring = (void *)vcpu->run + getpagesize() * KVM_COALESCED_MMIO_PAGE_OFFSET;
-	run_to_sync(vcpu, done);
+	vm = coalesced_vm_create(&vcpu, &ring);
 
 	set_cmd(vm, OP_FILL, 8, COALESCED_GPA, 42, 3);
 	run_to_flagged(vcpu, KVM_EXIT_IO, 0);
@@ -1473,8 +1485,7 @@ static const char *test_sync_coalesced(void)
  */
 static const char *test_sync_coalesced_exit(void)
 {
-	uint32_t size = (getpagesize() - sizeof(struct kvm_coalesced_mmio_ring)) /
-			sizeof(struct kvm_coalesced_mmio);
+	uint32_t size = COALESCED_SIZE;
 	struct kvm_coalesced_mmio_ring *ring;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
@@ -1483,10 +1494,7 @@ static const char *test_sync_coalesced_exit(void)
 	if (!kvm_has_cap(KVM_CAP_COALESCED_MMIO))
 		return "no KVM_CAP_COALESCED_MMIO";
 
-	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
-	kvm_vm_register_coalesced_io(vm, COALESCED_GPA, 8, false);
-	ring = (void *)vcpu->run + getpagesize() * KVM_COALESCED_MMIO_PAGE_OFFSET;
-	run_to_sync(vcpu, 0);
+	vm = coalesced_vm_create(&vcpu, &ring);
 
 	set_cmd(vm, OP_FILL_SHUTDOWN, 8, COALESCED_GPA, 42, 3);
 	run_to_flagged(vcpu, KVM_EXIT_SHUTDOWN, 1);
@@ -1522,31 +1530,28 @@ static void *spin_signaller(void *arg)
  */
 static const char *test_sync_coalesced_eintr(void)
 {
-	uint32_t size = (getpagesize() - sizeof(struct kvm_coalesced_mmio_ring)) /
-			sizeof(struct kvm_coalesced_mmio);
+	uint32_t size = COALESCED_SIZE;
 	struct sigaction sa = { .sa_handler = alarm_handler };
 	struct spin_signaller ss;
 	pthread_t thread;
 	struct kvm_coalesced_mmio_ring *ring;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	int r;
+	int r, err;
 
 	if (!kvm_has_cap(KVM_CAP_COALESCED_MMIO))
 		return "no KVM_CAP_COALESCED_MMIO";
 
-	vm = kemari_vm_create(KVM_KEMARI_ENABLE, 1, &vcpu);
-	kvm_vm_register_coalesced_io(vm, COALESCED_GPA, 8, false);
-	ring = (void *)vcpu->run + getpagesize() * KVM_COALESCED_MMIO_PAGE_OFFSET;
-	run_to_sync(vcpu, 0);
+	vm = coalesced_vm_create(&vcpu, &ring);
 
 	set_cmd(vm, OP_FILL_SPIN, 8, COALESCED_GPA, 42, 3);
 	sigaction(SIGALRM, &sa, NULL);
 	ss = (struct spin_signaller) { .vm = vm, .target = pthread_self() };
 	pthread_create(&thread, NULL, spin_signaller, &ss);
 	r = __vcpu_run(vcpu);
+	err = errno;
 	pthread_join(thread, NULL);
-	TEST_ASSERT(r == -1 && errno == EINTR, "KVM_RUN: %d, errno %d", r, errno);
+	TEST_ASSERT(r == -1 && err == EINTR, "KVM_RUN: %d, errno %d", r, err);
 	TEST_ASSERT(vcpu->run->flags & KVM_RUN_KEMARI_SYNC,
 		    "EINTR without KVM_RUN_KEMARI_SYNC (flags %#x)",
 		    vcpu->run->flags);
@@ -2859,6 +2864,17 @@ static const char *test_tsc_log_nested_vmx(void)
 	return tsc_log_nested(false);
 }
 
+/* Leave IA32_TSC out of a saved state: section 7 sets it once. */
+static void drop_tsc_msr(struct kvm_x86_state *state)
+{
+	int i;
+
+	for (i = 0; i < state->msrs.nmsrs; i++)
+		if (state->msrs.entries[i].index == MSR_IA32_TSC)
+			state->msrs.entries[i] =
+				state->msrs.entries[--state->msrs.nmsrs];
+}
+
 /*
  * The restore protocol of kemari.rst: a checkpoint taken at a sync exit
  * is restored into a new VM, whose TSC is set once, to the larger of the
@@ -2875,7 +2891,7 @@ static const char *test_tsc_restore(void)
 	struct kvm_vcpu *vcpu;
 	struct tsc_cmd *c;
 	struct kvm_vm *vm;
-	int fd, i;
+	int fd;
 
 	vm = tsc_vm_create(KVM_KEMARI_ENABLE | KVM_KEMARI_TSC_LOG, &vcpu, &fd);
 
@@ -2909,10 +2925,7 @@ static const char *test_tsc_restore(void)
 	 */
 	kvm_vm_release(vm);
 	vcpu = vm_recreate_with_one_vcpu(vm);
-	for (i = 0; i < state->msrs.nmsrs; i++)
-		if (state->msrs.entries[i].index == MSR_IA32_TSC)
-			state->msrs.entries[i] =
-				state->msrs.entries[--state->msrs.nmsrs];
+	drop_tsc_msr(state);
 	vcpu_load_state(vcpu, state);
 	kvm_x86_state_cleanup(state);
 	vcpu_set_msr(vcpu, MSR_IA32_TSC, tsc > log.max ? tsc : log.max);
@@ -2970,16 +2983,6 @@ static uint64_t run_to_val(struct kvm_vcpu *vcpu)
 	return uc.args[1];
 }
 
-/* Leave IA32_TSC out of a saved state: section 7 sets it once. */
-static void drop_tsc_msr(struct kvm_x86_state *state)
-{
-	int i;
-
-	for (i = 0; i < state->msrs.nmsrs; i++)
-		if (state->msrs.entries[i].index == MSR_IA32_TSC)
-			state->msrs.entries[i] =
-				state->msrs.entries[--state->msrs.nmsrs];
-}
 
 static const char *test_tsc_restore_smp(void)
 {
@@ -3173,10 +3176,8 @@ static void rep_ins_run(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
 		for (i = 0; i < run->io.count; i++)
 			data[i] = next++;
 		/* Freeze while the first read waits to be consumed. */
-		if (freeze && !(*ins)++)
+		if (!(*ins)++ && freeze)
 			TEST_ASSERT_EQ(kemari_freeze_vm(vm), 0);
-		else if (!freeze)
-			(*ins)++;
 	}
 	TEST_ASSERT_EQ(get_ucall(vcpu, NULL), UCALL_SYNC);
 	TEST_ASSERT_EQ(next, len);
