@@ -95,8 +95,7 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 			  struct kvm_io_bus *bus, int first_dev,
 			  const struct kvm_io_range *range, const void *val);
 bool kvm_kemari_refuse_resampler(struct kvm *kvm);
-bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu);
-unsigned int kvm_kemari_ins_read_ahead(struct kvm_vcpu *vcpu, unsigned int n);
+void kvm_kemari_publish(struct kvm *kvm, struct kvm_kemari *kemari);
 
 /* Called by KVM_RUN around kvm_arch_vcpu_ioctl_run(). */
 int kvm_kemari_vcpu_run_enter(struct kvm_vcpu *vcpu);
@@ -126,6 +125,7 @@ void __kvm_kemari_injected(struct kvm_vcpu *vcpu, int vector);
 
 /* Arch hooks. */
 bool kvm_arch_kemari_supported(struct kvm *kvm);
+int kvm_arch_kemari_install(struct kvm *kvm, struct kvm_kemari *kemari);
 u64 kvm_arch_kemari_flags(void);
 void kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu);
 bool kvm_arch_kemari_io_pending(struct kvm_vcpu *vcpu);
@@ -133,17 +133,6 @@ bool kvm_arch_kemari_dev_internal(struct kvm *kvm, struct kvm_io_device *dev);
 void kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port, int size,
 			      const void *data);
 
-#ifdef CONFIG_X86
-/* Lazy TSC logging, called from x86.c, svm.c and vmx.c. */
-void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc);
-void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu);
-int kvm_kemari_handle_rdtsc(struct kvm_vcpu *vcpu);
-int kvm_kemari_handle_rdtscp(struct kvm_vcpu *vcpu);
-int kvm_kemari_handle_rdtscp_vmx(struct kvm_vcpu *vcpu);
-void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu);
-bool kvm_kemari_refuse_async_pf(struct kvm_vcpu *vcpu, u64 data);
-void kvm_kemari_lapic_sync(struct kvm_vcpu *vcpu);
-#endif
 #else
 static inline int kvm_kemari_check_extension(struct kvm *kvm)
 {
@@ -183,17 +172,6 @@ static inline int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 					const void *val)
 {
 	return 0;
-}
-
-static inline bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
-{
-	return false;
-}
-
-static inline unsigned int kvm_kemari_ins_read_ahead(struct kvm_vcpu *vcpu,
-						     unsigned int n)
-{
-	return n;
 }
 
 static inline bool kvm_kemari_refuse_resampler(struct kvm *kvm)
@@ -236,26 +214,6 @@ static inline void kvm_kemari_dirty_ring_push(struct kvm_vcpu *vcpu, u32 used)
 
 static inline void kvm_kemari_injected(struct kvm_vcpu *vcpu, int vector) {}
 
-#ifdef CONFIG_X86
-static inline void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)
-{
-}
-
-static inline void kvm_kemari_tsc_written(struct kvm_vcpu *vcpu) {}
-static inline void kvm_kemari_tsc_reapply(struct kvm_vcpu *vcpu) {}
-
-static inline bool kvm_kemari_refuse_async_pf(struct kvm_vcpu *vcpu, u64 data)
-{
-	return false;
-}
-
-static inline void kvm_kemari_lapic_sync(struct kvm_vcpu *vcpu) {}
-
-/* Without Kemari, KVM never intercepts RDTSC and RDTSCP only for #UD. */
-#define kvm_kemari_handle_rdtsc		NULL
-#define kvm_kemari_handle_rdtscp	kvm_handle_invalid_op
-#define kvm_kemari_handle_rdtscp_vmx	NULL
-#endif
 #endif /* CONFIG_KVM_KEMARI */
 
 #endif /* __LINUX_KEMARI_H */

@@ -150,11 +150,6 @@ static bool kemari_has_resamplers(struct kvm *kvm)
 	lockdep_assert_held(&kvm->irqfds.resampler_lock);
 	return !list_empty(&kvm->irqfds.resampler_list);
 }
-#else
-static bool kemari_has_resamplers(struct kvm *kvm)
-{
-	return false;
-}
 #endif
 
 /*
@@ -171,24 +166,45 @@ static int kemari_change(struct kvm_kemari *kemari, struct kvm_enable_cap *cap)
 	return 0;
 }
 
-/* Turn Kemari on, unless an irqfd resamples (kvm_kemari_refuse_resampler()). */
+/* From here on the VM is a Kemari VM; called with the arch's locks held. */
+void kvm_kemari_publish(struct kvm *kvm, struct kvm_kemari *kemari)
+{
+	/* Pairs with READ_ONCE() in the readers of kvm->kemari. */
+	WRITE_ONCE(kvm->kemari, kemari);
+}
+
+/*
+ * The arch refuses Kemari with -EBUSY while the VM has something that
+ * signals out of it past the buses, and takes the locks that keep such a
+ * thing from appearing while it publishes @kemari.
+ */
+int __weak kvm_arch_kemari_install(struct kvm *kvm, struct kvm_kemari *kemari)
+{
+	kvm_kemari_publish(kvm, kemari);
+	return 0;
+}
+
+/*
+ * Turn Kemari on, unless an irqfd resamples (kvm_kemari_refuse_resampler())
+ * or the arch refuses.  Lock order: kvm->lock, resampler_lock, the arch's.
+ */
+#ifdef CONFIG_HAVE_KVM_IRQCHIP
 static int kemari_install(struct kvm *kvm, struct kvm_kemari *kemari)
 {
-	int r = 0;
+	int r = -EBUSY;
 
-#ifdef CONFIG_HAVE_KVM_IRQCHIP
 	mutex_lock(&kvm->irqfds.resampler_lock);
-#endif
-	if (kemari_has_resamplers(kvm))
-		r = -EBUSY;
-	else
-		/* Pairs with READ_ONCE() in the readers of kvm->kemari. */
-		WRITE_ONCE(kvm->kemari, kemari);
-#ifdef CONFIG_HAVE_KVM_IRQCHIP
+	if (!kemari_has_resamplers(kvm))
+		r = kvm_arch_kemari_install(kvm, kemari);
 	mutex_unlock(&kvm->irqfds.resampler_lock);
-#endif
 	return r;
 }
+#else
+static int kemari_install(struct kvm *kvm, struct kvm_kemari *kemari)
+{
+	return kvm_arch_kemari_install(kvm, kemari);
+}
+#endif
 
 int kvm_kemari_enable_cap(struct kvm *kvm, struct kvm_enable_cap *cap)
 {

@@ -13,6 +13,7 @@
 #include "i8254.h"
 #include "ioapic.h"
 #include "irq.h"
+#include "kemari.h"
 #include "kvm_cache_regs.h"
 #include "kvm_emulate.h"
 #include "x86.h"
@@ -25,6 +26,84 @@
 bool kvm_arch_kemari_supported(struct kvm *kvm)
 {
 	return !kvm || kvm->arch.vm_type == KVM_X86_DEFAULT_VM;
+}
+
+/*
+ * Xen's EVTCHNOP_send and Hyper-V's HvSignalEvent signal the eventfd that
+ * userspace gave the port (KVM_XEN_ATTR_TYPE_EVTCHN) or the connection
+ * (KVM_HYPERV_EVENTFD) right from the hypercall: a signal out of the VM
+ * that no bus write carries and no sync point precedes.  A Kemari VM has
+ * none.  The checks and kvm->kemari's assignment all happen under xen_lock
+ * and hv_lock, so whichever of the eventfd and KVM_ENABLE_CAP comes second
+ * sees the first and fails with -EBUSY.  Xen ports that deliver to the
+ * VM's own vCPUs stay allowed, and without an eventfd for it a hypercall
+ * goes to userspace, like any exit.
+ */
+#ifdef CONFIG_KVM_XEN
+bool kvm_kemari_refuse_xen_eventfd(struct kvm *kvm)
+{
+	lockdep_assert_held(&kvm->arch.xen.xen_lock);
+	return READ_ONCE(kvm->kemari);
+}
+
+static bool kemari_lock_xen(struct kvm *kvm)
+{
+	mutex_lock(&kvm->arch.xen.xen_lock);
+	return kvm_xen_evtchn_has_eventfd(kvm);
+}
+
+static void kemari_unlock_xen(struct kvm *kvm)
+{
+	mutex_unlock(&kvm->arch.xen.xen_lock);
+}
+#else
+static bool kemari_lock_xen(struct kvm *kvm)
+{
+	return false;
+}
+
+static void kemari_unlock_xen(struct kvm *kvm) {}
+#endif
+
+#ifdef CONFIG_KVM_HYPERV
+bool kvm_kemari_refuse_hv_eventfd(struct kvm *kvm)
+{
+	lockdep_assert_held(&kvm->arch.hyperv.hv_lock);
+	return READ_ONCE(kvm->kemari);
+}
+
+static bool kemari_lock_hv(struct kvm *kvm)
+{
+	mutex_lock(&kvm->arch.hyperv.hv_lock);
+	return !idr_is_empty(&kvm->arch.hyperv.conn_to_evt);
+}
+
+static void kemari_unlock_hv(struct kvm *kvm)
+{
+	mutex_unlock(&kvm->arch.hyperv.hv_lock);
+}
+#else
+static bool kemari_lock_hv(struct kvm *kvm)
+{
+	return false;
+}
+
+static void kemari_unlock_hv(struct kvm *kvm) {}
+#endif
+
+int kvm_arch_kemari_install(struct kvm *kvm, struct kvm_kemari *kemari)
+{
+	bool busy = kemari_lock_xen(kvm);
+	int r = 0;
+
+	busy |= kemari_lock_hv(kvm);
+	if (busy)
+		r = -EBUSY;
+	else
+		kvm_kemari_publish(kvm, kemari);
+	kemari_unlock_hv(kvm);
+	kemari_unlock_xen(kvm);
+	return r;
 }
 
 /*

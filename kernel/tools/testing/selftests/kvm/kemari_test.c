@@ -2195,6 +2195,122 @@ static const char *test_irqfd_resample_refused(void)
 	return NULL;
 }
 
+/*
+ * Xen's EVTCHNOP_send and Hyper-V's HvSignalEvent signal an eventfd from
+ * inside KVM, past the buses: a Xen port that delivers to an eventfd and
+ * a Hyper-V connection eventfd are refused on a Kemari VM, and Kemari on
+ * a VM that has one, with EBUSY.  A Xen port that delivers to the VM's
+ * own vCPU stays allowed, and the refusals leave nothing behind.
+ */
+#define XEN_EVTCHNSTAT_INTERDOMAIN	2
+
+static int xen_port_assign(struct kvm_vm *vm, uint32_t port, int fd)
+{
+	struct kvm_xen_hvm_attr ha = {
+		.type = KVM_XEN_ATTR_TYPE_EVTCHN,
+		.u.evtchn.send_port = port,
+		.u.evtchn.type = XEN_EVTCHNSTAT_INTERDOMAIN,
+	};
+
+	if (fd >= 0) {
+		ha.u.evtchn.deliver.eventfd.fd = fd;
+	} else {
+		ha.u.evtchn.deliver.port.port = port + 100;
+		ha.u.evtchn.deliver.port.priority =
+			KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL;
+	}
+	return __vm_ioctl(vm, KVM_XEN_HVM_SET_ATTR, &ha);
+}
+
+static int xen_port_deassign(struct kvm_vm *vm, uint32_t port)
+{
+	struct kvm_xen_hvm_attr ha = {
+		.type = KVM_XEN_ATTR_TYPE_EVTCHN,
+		.u.evtchn.send_port = port,
+		.u.evtchn.flags = KVM_XEN_EVTCHN_DEASSIGN,
+	};
+
+	return __vm_ioctl(vm, KVM_XEN_HVM_SET_ATTR, &ha);
+}
+
+static const char *test_xen_eventfd_refused(void)
+{
+	int efd = eventfd(0, 0), r;
+	struct kvm_vm *vm;
+
+	if (!(kvm_check_cap(KVM_CAP_XEN_HVM) & KVM_XEN_HVM_CONFIG_EVTCHN_SEND))
+		return "no KVM_XEN_HVM_CONFIG_EVTCHN_SEND";
+	TEST_ASSERT(efd >= 0, "eventfd: errno %d", errno);
+
+	/* Kemari first: no eventfd port, but a port to a vCPU. */
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	r = xen_port_assign(vm, 3, efd);
+	TEST_ASSERT(r == -1 && errno == EBUSY,
+		    "Xen eventfd port on a Kemari VM: r = %d, errno %d", r, errno);
+	r = xen_port_deassign(vm, 3);
+	TEST_ASSERT(r == -1 && errno == ENOENT,
+		    "the refused port was left behind: r = %d, errno %d",
+		    r, errno);
+	TEST_ASSERT_EQ(xen_port_assign(vm, 3, -1), 0);
+	kvm_vm_free(vm);
+
+	/* An eventfd port first: no Kemari until it is gone. */
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(xen_port_assign(vm, 3, efd), 0);
+	TEST_ASSERT_EQ(xen_port_assign(vm, 4, -1), 0);
+	assert_enable_fails(vm, EBUSY, 0, KVM_KEMARI_ENABLE, 0, 0, 0);
+	TEST_ASSERT_EQ(xen_port_deassign(vm, 3), 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	kvm_vm_free(vm);
+	close(efd);
+	return NULL;
+}
+
+static int hv_eventfd(struct kvm_vm *vm, uint32_t conn_id, int fd,
+		      uint32_t flags)
+{
+	struct kvm_hyperv_eventfd hvevfd = {
+		.conn_id = conn_id,
+		.fd = fd,
+		.flags = flags,
+	};
+
+	return __vm_ioctl(vm, KVM_HYPERV_EVENTFD, &hvevfd);
+}
+
+static const char *test_hv_eventfd_refused(void)
+{
+	int efd = eventfd(0, 0), r;
+	struct kvm_vm *vm;
+
+	if (!kvm_has_cap(KVM_CAP_HYPERV_EVENTFD))
+		return "no KVM_CAP_HYPERV_EVENTFD";
+	TEST_ASSERT(efd >= 0, "eventfd: errno %d", errno);
+
+	/* Kemari first: no connection eventfd. */
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	r = hv_eventfd(vm, 7, efd, 0);
+	TEST_ASSERT(r == -1 && errno == EBUSY,
+		    "Hyper-V eventfd on a Kemari VM: r = %d, errno %d", r, errno);
+	r = hv_eventfd(vm, 7, -1, KVM_HYPERV_EVENTFD_DEASSIGN);
+	TEST_ASSERT(r == -1 && errno == ENOENT,
+		    "the refused eventfd was left behind: r = %d, errno %d",
+		    r, errno);
+	kvm_vm_free(vm);
+
+	/* A connection eventfd first: no Kemari until it is gone. */
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(hv_eventfd(vm, 7, efd, 0), 0);
+	assert_enable_fails(vm, EBUSY, 0, KVM_KEMARI_ENABLE, 0, 0, 0);
+	TEST_ASSERT_EQ(hv_eventfd(vm, 7, -1, KVM_HYPERV_EVENTFD_DEASSIGN), 0);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	kvm_vm_free(vm);
+	close(efd);
+	return NULL;
+}
+
 /* A VMM that corrupts its dirty ring must not hurt the kernel. */
 #define GARBAGE_PAGES		16
 
@@ -4067,6 +4183,8 @@ static const struct kemari_testcase testcases[] = {
 	{ "sync_coalesced_eintr", test_sync_coalesced_eintr },
 	{ "dirty_quota_bad", test_dirty_quota_bad },
 	{ "irqfd_resample_refused", test_irqfd_resample_refused },
+	{ "xen_eventfd_refused", test_xen_eventfd_refused },
+	{ "hv_eventfd_refused", test_hv_eventfd_refused },
 	{ "dirty_quota_exact", test_dirty_quota_exact },
 	{ "freeze_api", test_freeze_api },
 	{ "freeze_halted_uninit", test_freeze_halted_uninit },
