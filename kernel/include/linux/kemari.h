@@ -47,6 +47,11 @@ struct kvm_kemari {
  * @write: the write held back until the next KVM_RUN (count 0: none)
  * @completing: set while KVM performs @write, so that the bus write is
  *	not held a second time
+ * @retry: the vCPU abandoned an instruction whose device writes do not
+ *	fit one pending write (kvm_arch_kemari_retry_begin()), and
+ *	re-executes it at its next KVM_RUN; @write is empty meanwhile
+ * @passing: set while it re-executes it, so that its writes go through
+ * @retry_ip: where that instruction starts, as the arch records it
  * @atomic_flags: KVM_KEMARI_VCPU_QUOTA, set by a dirty ring push (which
  *	may come from kvm_sched_out()) and cleared by the sync exit that
  *	reports it
@@ -69,6 +74,9 @@ struct kvm_kemari {
 struct kvm_kemari_vcpu {
 	struct kvm_kemari_write write;
 	bool completing;
+	bool retry;
+	bool passing;
+	u64 retry_ip;
 	unsigned long atomic_flags;
 	bool in_run;
 	int stopped;
@@ -129,6 +137,8 @@ int kvm_arch_kemari_install(struct kvm *kvm, struct kvm_kemari *kemari);
 u64 kvm_arch_kemari_flags(void);
 void kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu);
 bool kvm_arch_kemari_io_pending(struct kvm_vcpu *vcpu);
+bool kvm_arch_kemari_retry_begin(struct kvm_vcpu *vcpu);
+int kvm_arch_kemari_retry(struct kvm_vcpu *vcpu);
 bool kvm_arch_kemari_dev_internal(struct kvm *kvm, struct kvm_io_device *dev);
 void kvm_arch_kemari_pio_exit(struct kvm_vcpu *vcpu, u16 port, int size,
 			      const void *data);

@@ -79,6 +79,16 @@ void __weak kvm_arch_kemari_vcpu_enter(struct kvm_vcpu *vcpu)
 }
 
 /* Has the vCPU left userspace I/O that its next KVM_RUN completes? */
+bool __weak kvm_arch_kemari_retry_begin(struct kvm_vcpu *vcpu)
+{
+	return false;
+}
+
+int __weak kvm_arch_kemari_retry(struct kvm_vcpu *vcpu)
+{
+	return 1;
+}
+
 bool __weak kvm_arch_kemari_io_pending(struct kvm_vcpu *vcpu)
 {
 	return false;
@@ -359,7 +369,7 @@ static void kemari_exit(struct kvm_vcpu *vcpu, u32 reason)
 	 * after this point is then reported by the next sync exit.
 	 */
 	smp_mb__after_atomic();
-	if (kv->write.count)
+	if (kv->write.count || kv->retry)
 		reason |= KVM_KEMARI_SYNC_IO_BUS;
 	if (test_and_clear_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags))
 		reason |= KVM_KEMARI_SYNC_DIRTY_QUOTA;
@@ -495,7 +505,7 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 {
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
 
-	if (first_dev < 0 || kv->completing)
+	if (first_dev < 0 || kv->completing || kv->passing)
 		return 0;
 
 	if (bus_idx != KVM_MMIO_BUS && bus_idx != KVM_PIO_BUS &&
@@ -515,8 +525,26 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 	if (bus_idx == KVM_FAST_MMIO_BUS)
 		return -EOPNOTSUPP;
 
+	/* The rest of an instruction that is being abandoned: dropped. */
+	if (kv->retry)
+		return 1;
+
 	if (!kemari_queue(kv, bus_idx, range, val)) {
-		/* Cannot happen on x86, see kemari.rst; counted, not held. */
+		/*
+		 * A piece of the same instruction as the held write that
+		 * cannot join it: the arch abandons the instruction, if it
+		 * can, and re-executes it after the sync point.  The held
+		 * piece is dropped; the re-execution writes it again.
+		 */
+		if (bus_idx == KVM_MMIO_BUS && kv->write.count &&
+		    kvm_arch_kemari_retry_begin(vcpu)) {
+			trace_kemari_retry(vcpu->vcpu_id, &kv->write,
+					   range->addr);
+			memset(&kv->write, 0, sizeof(kv->write));
+			kv->retry = true;
+			return 1;
+		}
+		/* See kemari.rst, Limitations: counted, not held. */
 		++vcpu->stat.generic.kemari_writes_unsynced;
 		return 0;
 	}
@@ -600,6 +628,25 @@ static int kemari_complete(struct kvm_vcpu *vcpu)
 
 	trace_kemari_complete(vcpu->vcpu_id, &start, unclaimed);
 	return !unclaimed;
+}
+
+/*
+ * Re-execute the instruction that was abandoned at the sync point, before
+ * the guest runs, with its device writes let through: the checkpoint the
+ * VMM took at that sync point is from before the instruction.  Returns 1
+ * to enter the guest, 0 to exit (the instruction's own userspace I/O).
+ */
+static int kemari_retry(struct kvm_vcpu *vcpu)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+	int r;
+
+	kv->retry = false;
+	kv->passing = true;
+	r = kvm_arch_kemari_retry(vcpu);
+	kv->passing = false;
+	++vcpu->stat.generic.kemari_writes_completed;
+	return r;
 }
 
 static struct kvm_kemari_vcpu *kemari_vcpu_state(struct kvm_vcpu *vcpu)
@@ -731,6 +778,9 @@ int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu)
 	if (kv->write.count)
 		return kemari_complete(vcpu);
 
+	if (kv->retry)
+		return kemari_retry(vcpu);
+
 	return 1;
 }
 
@@ -742,7 +792,7 @@ int kvm_kemari_vcpu_run(struct kvm_vcpu *vcpu)
 bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 {
 	struct kvm_kemari_vcpu *kv = vcpu->kemari;
-	bool own;
+	bool held, own;
 
 	if (!kv)
 		return false;
@@ -760,14 +810,14 @@ bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 	if (!kvm_check_request(KVM_REQ_KEMARI_SYNC, vcpu))
 		return false;
 
-	own = kv->write.count ||
-	      test_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags);
+	held = kv->write.count || kv->retry;
+	own = held || test_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags);
 
 	/*
 	 * A push after the previous quota exit (steal time, on the way out)
 	 * may have set the bit for entries that the VMM has reset since.
 	 */
-	if (own && !kv->write.count &&
+	if (own && !held &&
 	    kemari_dirty_entries(vcpu) < vcpu->kvm->kemari->dirty_quota) {
 		clear_bit(KVM_KEMARI_VCPU_QUOTA, &kv->atomic_flags);
 		own = false;
@@ -783,10 +833,9 @@ bool kvm_kemari_vcpu_must_stop(struct kvm_vcpu *vcpu)
 		 * reached): the guest must not run past it, so freeze the
 		 * VM (again).
 		 */
-		if (kemari_freeze(vcpu->kvm, vcpu, kv->write.count ?
+		if (kemari_freeze(vcpu->kvm, vcpu, held ?
 				  KVM_KEMARI_SYNC_IO_BUS :
-				  KVM_KEMARI_SYNC_DIRTY_QUOTA) &&
-		    kv->write.count)
+				  KVM_KEMARI_SYNC_DIRTY_QUOTA) && held)
 			++vcpu->stat.generic.kemari_refreezes;
 	}
 
@@ -956,10 +1005,11 @@ static int kemari_set_pending(struct kvm_kemari_vcpu *kv,
 
 	if (!w.count) {
 		memset(&kv->write, 0, sizeof(kv->write));
+		kv->retry = false;
 		return 0;
 	}
 
-	if (kv->write.count)
+	if (kv->write.count || kv->retry)
 		return -EBUSY;
 
 	if (copy_from_user(kv->data, up->data, kemari_write_bytes(&w)))

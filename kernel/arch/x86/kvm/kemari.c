@@ -353,3 +353,44 @@ bool kvm_arch_kemari_io_pending(struct kvm_vcpu *vcpu)
 {
 	return !!vcpu->arch.complete_userspace_io;
 }
+
+/*
+ * A piece of the emulated instruction goes to a device and cannot join
+ * the write that an earlier piece of it made pending: PUSHA, ENTER, a far
+ * CALL or a real-mode INT with the stack in device memory, or a store
+ * whose two pages map to GPAs that are not adjacent.  Abandon the
+ * instruction: the emulator stops before its register writeback, the
+ * guest stays at its start and the checkpoint is taken there; it runs
+ * again, whole, at the next KVM_RUN (kvm_arch_kemari_retry()).  Only if
+ * re-executing it repeats nothing that reached outside the VM: no piece
+ * of it went to userspace, and it has read no memory or port yet through
+ * the emulator (a read from userspace MMIO or a port would be repeated).
+ */
+bool kvm_arch_kemari_retry_begin(struct kvm_vcpu *vcpu)
+{
+	struct x86_emulate_ctxt *ctxt = vcpu->arch.emulate_ctxt;
+
+	if (vcpu->mmio_needed || vcpu->mmio_nr_fragments ||
+	    vcpu->arch.pio.count || ctxt->io_read.end || ctxt->mem_read.end)
+		return false;
+
+	vcpu->kemari->retry_ip = kvm_rip_read(vcpu);
+	return true;
+}
+
+/* Is the emulator abandoning the instruction (x86.c)? */
+bool kvm_kemari_retrying(struct kvm_vcpu *vcpu)
+{
+	return vcpu->kemari && vcpu->kemari->retry && !vcpu->kemari->passing;
+}
+
+/*
+ * Re-execute the abandoned instruction, unless userspace has moved the
+ * vCPU elsewhere (restored other state) since.
+ */
+int kvm_arch_kemari_retry(struct kvm_vcpu *vcpu)
+{
+	if (kvm_rip_read(vcpu) != vcpu->kemari->retry_ip)
+		return 1;
+	return kvm_emulate_instruction(vcpu, 0);
+}

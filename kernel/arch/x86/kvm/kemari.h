@@ -13,6 +13,7 @@
 /* The emulator's stops, called from x86.c, emulate.c and vmx.c. */
 bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu);
 unsigned int kvm_kemari_ins_read_ahead(struct kvm_vcpu *vcpu, unsigned int n);
+bool kvm_kemari_retrying(struct kvm_vcpu *vcpu);
 
 /* Lazy TSC logging, called from x86.c, cpuid.c, svm.c, vmx.c and nested.c. */
 void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc);
@@ -42,6 +43,11 @@ static inline unsigned int kvm_kemari_ins_read_ahead(struct kvm_vcpu *vcpu,
 						     unsigned int n)
 {
 	return n;
+}
+
+static inline bool kvm_kemari_retrying(struct kvm_vcpu *vcpu)
+{
+	return false;
 }
 
 static inline void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)

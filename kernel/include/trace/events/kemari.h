@@ -108,6 +108,35 @@ TRACE_EVENT(kemari_frozen_injection,
 );
 
 /*
+ * A vCPU abandoned an instruction that writes a piece to a device at
+ * @addr that cannot join its held write @w; it re-executes it after the
+ * sync point.
+ */
+TRACE_EVENT(kemari_retry,
+	TP_PROTO(unsigned int vcpu_id, const struct kvm_kemari_write *w,
+		 u64 addr),
+	TP_ARGS(vcpu_id, w, addr),
+
+	TP_STRUCT__entry(
+		__field(unsigned int,	vcpu_id)
+		__field(u64,		held)
+		__field(u32,		len)
+		__field(u64,		addr)
+	),
+
+	TP_fast_assign(
+		__entry->vcpu_id	= vcpu_id;
+		__entry->held		= w->addr;
+		__entry->len		= w->len;
+		__entry->addr		= addr;
+	),
+
+	TP_printk("vcpu %u held 0x%llx len %u next 0x%llx",
+		  __entry->vcpu_id, __entry->held, __entry->len,
+		  __entry->addr)
+);
+
+/*
  * A held write reached the devices on re-entry; @unclaimed is 1 if a piece
  * of it found no device and went to userspace instead.
  */

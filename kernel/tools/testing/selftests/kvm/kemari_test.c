@@ -2311,6 +2311,82 @@ static const char *test_hv_eventfd_refused(void)
 	return NULL;
 }
 
+/*
+ * An instruction that writes two pieces to devices, at GPAs that are not
+ * adjacent: a PUSH across a page boundary, whose two pages map to device
+ * pages apart.  The first piece cannot hold the second, so KVM abandons
+ * the instruction: the sync exit comes with no pending write and the
+ * guest still before the PUSH (RSP as it was), and neither device has
+ * seen anything.  After KVM_KEMARI_RESUME the PUSH runs whole: each
+ * device sees its piece once, RSP moves once, and nothing was unsynced.
+ */
+#define SPLIT_VA		0x70000000ull
+#define SPLIT_GPA_LO		(MMIO_GPA + 0x3000)
+#define SPLIT_GPA_HI		(MMIO_GPA + 0x1000)
+#define SPLIT_SP		(SPLIT_VA + 4096 + 4)
+#define SPLIT_VAL		0x1122334455667788ull
+
+static void split_guest(void)
+{
+	uint64_t sp = SPLIT_SP;
+
+	asm volatile("xchg %0, %%rsp\n\t"
+		     "push %1\n\t"
+		     "xchg %0, %%rsp"
+		     : "+r"(sp) : "r"(SPLIT_VAL) : "memory");
+	GUEST_ASSERT_EQ(sp, SPLIT_SP - 8);
+	GUEST_DONE();
+}
+
+static const char *test_sync_split_store(void)
+{
+	struct kvm_kemari_pending *p = calloc(1, sizeof(*p));
+	uint64_t unsynced;
+	struct kvm_kemari_exit *e;
+	struct kvm_vcpu *vcpu;
+	struct kvm_regs regs;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	int lo, hi;
+
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	vcpu = vm_vcpu_add(vm, 0, split_guest);
+	virt_pg_map(vm, SPLIT_VA, SPLIT_GPA_LO);
+	virt_pg_map(vm, SPLIT_VA + 4096, SPLIT_GPA_HI);
+	lo = add_ioeventfd(vm, SPLIT_GPA_LO + 4092, 4, false, false);
+	hi = add_ioeventfd(vm, SPLIT_GPA_HI, 4, false, false);
+	unsynced = vcpu_stat(vcpu, "kemari_writes_unsynced");
+
+	e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	assert_pending(&e->write, 0, 0, 0, 0);
+	vcpu_ioctl(vcpu, KVM_KEMARI_GET_PENDING, p);
+	assert_pending(&p->write, 0, 0, 0, 0);
+	TEST_ASSERT(!eventfd_count(lo) && !eventfd_count(hi),
+		    "a piece of the PUSH reached its device before the sync");
+	vcpu_regs_get(vcpu, &regs);
+	TEST_ASSERT(regs.rsp == SPLIT_SP,
+		    "RSP %#llx at the sync exit, want %#llx: the PUSH ran",
+		    regs.rsp, SPLIT_SP);
+
+	kemari_resume(vm);
+	vcpu_run(vcpu);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT(uc.cmd == UCALL_DONE,
+		    "after the sync: exit %s, ucall %lu, want the guest done",
+		    exit_reason_str(vcpu->run->exit_reason), uc.cmd);
+	TEST_ASSERT(eventfd_count(lo) == 1 && eventfd_count(hi) == 1,
+		    "each piece must reach its device once after the sync");
+	TEST_ASSERT_EQ(vcpu_stat(vcpu, "kemari_writes_unsynced"), unsynced);
+
+	close(lo);
+	close(hi);
+	free(p);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
 /* A VMM that corrupts its dirty ring must not hurt the kernel. */
 #define GARBAGE_PAGES		16
 
@@ -4170,6 +4246,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "sync_datamatch_miss", test_sync_datamatch_miss },
 	{ "sync_rep_outs", test_sync_rep_outs },
 	{ "sync_rep_ins", test_sync_rep_ins },
+	{ "sync_split_store", test_sync_split_store },
 	{ "sync_irqchip", test_sync_irqchip },
 	{ "sync_irqchip_exempt", test_sync_irqchip_exempt },
 	{ "sync_off", test_sync_off },
