@@ -51,7 +51,11 @@ struct kvm_kemari {
  *	fit one pending write (kvm_arch_kemari_retry_begin()), and
  *	re-executes it at its next KVM_RUN; @write is empty meanwhile
  * @passing: set while it re-executes it, so that its writes go through
- * @retry_ip: where that instruction starts, as the arch records it
+ * @emulating: the arch is emulating an instruction that it can abandon
+ * @emul_passed: a device write of that instruction went through unheld
+ *	(a coalesced zone, an exempt device), so it must not run again
+ * @retry_ip: where the abandoned instruction starts, and @retry_type and
+ *	@retry_addr how it was being emulated, as the arch records them
  * @atomic_flags: KVM_KEMARI_VCPU_QUOTA, set by a dirty ring push (which
  *	may come from kvm_sched_out()) and cleared by the sync exit that
  *	reports it
@@ -76,7 +80,11 @@ struct kvm_kemari_vcpu {
 	bool completing;
 	bool retry;
 	bool passing;
+	bool emulating;
+	bool emul_passed;
 	u64 retry_ip;
+	u64 retry_addr;
+	int retry_type;
 	unsigned long atomic_flags;
 	bool in_run;
 	int stopped;
@@ -157,18 +165,7 @@ static inline int kvm_kemari_enable_cap(struct kvm *kvm,
 
 static inline void kvm_kemari_destroy_vm(struct kvm *kvm) {}
 
-static inline int kvm_kemari_vm_ioctl(struct kvm *kvm, unsigned int ioctl,
-				      unsigned long arg)
-{
-	return -ENOTTY;
-}
-
-static inline int kvm_kemari_vcpu_ioctl(struct kvm_vcpu *vcpu,
-					unsigned int ioctl, void __user *argp)
-{
-	return -ENOTTY;
-}
-
+/* Without Kemari, its ioctls reach the arch like any unknown one. */
 static inline void kvm_kemari_vcpu_destroy(struct kvm_vcpu *vcpu) {}
 
 static inline bool kvm_kemari_vcpu_active(struct kvm_vcpu *vcpu)

@@ -512,8 +512,15 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 	    bus_idx != KVM_FAST_MMIO_BUS)
 		return 0;
 
-	if (!kemari_needs_sync(vcpu->kvm, bus, first_dev, range))
+	/* The rest of an instruction that is being abandoned: dropped. */
+	if (kv->retry)
+		return 1;
+
+	if (!kemari_needs_sync(vcpu->kvm, bus, first_dev, range)) {
+		/* Taken now: running the instruction again would repeat it. */
+		kv->emul_passed = true;
 		return 0;
+	}
 
 	/*
 	 * A fast MMIO write (VMX: EPT misconfig) carries no data.  Send it
@@ -524,10 +531,6 @@ int kvm_kemari_hold_write(struct kvm_vcpu *vcpu, int bus_idx,
 	 */
 	if (bus_idx == KVM_FAST_MMIO_BUS)
 		return -EOPNOTSUPP;
-
-	/* The rest of an instruction that is being abandoned: dropped. */
-	if (kv->retry)
-		return 1;
 
 	if (!kemari_queue(kv, bus_idx, range, val)) {
 		/*
@@ -645,7 +648,6 @@ static int kemari_retry(struct kvm_vcpu *vcpu)
 	kv->passing = true;
 	r = kvm_arch_kemari_retry(vcpu);
 	kv->passing = false;
-	++vcpu->stat.generic.kemari_writes_completed;
 	return r;
 }
 
@@ -1003,13 +1005,14 @@ static int kemari_set_pending(struct kvm_kemari_vcpu *kv,
 	if (r)
 		return r;
 
+	/* The VMM's state replaces an abandoned instruction's retry. */
+	kv->retry = false;
 	if (!w.count) {
 		memset(&kv->write, 0, sizeof(kv->write));
-		kv->retry = false;
 		return 0;
 	}
 
-	if (kv->write.count || kv->retry)
+	if (kv->write.count)
 		return -EBUSY;
 
 	if (copy_from_user(kv->data, up->data, kemari_write_bytes(&w)))

@@ -316,6 +316,8 @@ void kvm_kemari_lapic_sync(struct kvm_vcpu *vcpu)
  * element?  It must once a sync is pending: the vCPU's own held write,
  * so that nothing the guest does after it happens before the sync point,
  * or a peer's freeze or the dirty quota, so that the vCPU stops at once.
+ * So must the one element of an abandoned string instruction that KVM
+ * runs again (kvm_arch_kemari_retry()), before the guest does the rest.
  * Never while PIO data read ahead for a REP INS is still buffered: a new
  * decode would drop it, and the instruction, re-executed, would read the
  * device again.  kvm_kemari_ins_read_ahead() keeps that from happening.
@@ -324,7 +326,10 @@ bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu)
 {
 	struct read_cache *rc;
 
-	if (!vcpu->kemari || !kvm_test_request(KVM_REQ_KEMARI_SYNC, vcpu))
+	if (!vcpu->kemari)
+		return false;
+	if (!vcpu->kemari->passing &&
+	    !kvm_test_request(KVM_REQ_KEMARI_SYNC, vcpu))
 		return false;
 
 	rc = &vcpu->arch.emulate_ctxt->io_read;
@@ -355,26 +360,54 @@ bool kvm_arch_kemari_io_pending(struct kvm_vcpu *vcpu)
 }
 
 /*
+ * x86_emulate_instruction() brackets each instruction it emulates (each
+ * element of a string instruction): only those can be abandoned, not the
+ * emulator's other users (real-mode interrupt injection, task switches),
+ * which cannot run again.  @addr and @type are its arguments, kept for
+ * running the instruction again as it was run.
+ */
+void kvm_kemari_emulate_begin(struct kvm_vcpu *vcpu, u64 addr, int type)
+{
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+
+	if (!kv)
+		return;
+	kv->emulating = !(type & EMULTYPE_NO_DECODE);
+	kv->emul_passed = false;
+	kv->retry_addr = addr;
+	kv->retry_type = type;
+}
+
+void kvm_kemari_emulate_end(struct kvm_vcpu *vcpu)
+{
+	if (vcpu->kemari)
+		vcpu->kemari->emulating = false;
+}
+
+/*
  * A piece of the emulated instruction goes to a device and cannot join
- * the write that an earlier piece of it made pending: PUSHA, ENTER, a far
- * CALL or a real-mode INT with the stack in device memory, or a store
- * whose two pages map to GPAs that are not adjacent.  Abandon the
- * instruction: the emulator stops before its register writeback, the
- * guest stays at its start and the checkpoint is taken there; it runs
- * again, whole, at the next KVM_RUN (kvm_arch_kemari_retry()).  Only if
- * re-executing it repeats nothing that reached outside the VM: no piece
- * of it went to userspace, and it has read no memory or port yet through
- * the emulator (a read from userspace MMIO or a port would be repeated).
+ * the write that an earlier piece of it made pending: PUSHA, a far CALL
+ * or a real-mode INT with the stack in device memory, or a store whose
+ * two pages map to GPAs that are not adjacent.  Abandon the instruction:
+ * the emulator stops before its register writeback, the guest stays at
+ * its start and the checkpoint is taken there; it runs again, whole, at
+ * the next KVM_RUN (kvm_arch_kemari_retry()).  Only if running it again
+ * repeats nothing that reached outside the vCPU: no piece of it went to
+ * userspace or to a device that took it at once (a coalesced zone, an
+ * exempt irqchip), and it has read no memory or port yet through the
+ * emulator (a read from userspace MMIO or a port would be repeated).
  */
 bool kvm_arch_kemari_retry_begin(struct kvm_vcpu *vcpu)
 {
 	struct x86_emulate_ctxt *ctxt = vcpu->arch.emulate_ctxt;
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
 
-	if (vcpu->mmio_needed || vcpu->mmio_nr_fragments ||
-	    vcpu->arch.pio.count || ctxt->io_read.end || ctxt->mem_read.end)
+	if (!kv->emulating || kv->emul_passed || vcpu->mmio_needed ||
+	    vcpu->mmio_nr_fragments || vcpu->arch.pio.count ||
+	    ctxt->io_read.end || ctxt->mem_read.end)
 		return false;
 
-	vcpu->kemari->retry_ip = kvm_rip_read(vcpu);
+	kv->retry_ip = kvm_rip_read(vcpu);
 	return true;
 }
 
@@ -385,12 +418,20 @@ bool kvm_kemari_retrying(struct kvm_vcpu *vcpu)
 }
 
 /*
- * Re-execute the abandoned instruction, unless userspace has moved the
- * vCPU elsewhere (restored other state) since.
+ * Run the abandoned instruction again, as it was being run (after a page
+ * fault on MMIO, as a rule), unless userspace has moved the vCPU
+ * elsewhere (restored other state) since.  One element of a string
+ * instruction only: kvm_kemari_stop_emulation() ends it there, and the
+ * guest goes on with the next element, whose writes are held again.
  */
 int kvm_arch_kemari_retry(struct kvm_vcpu *vcpu)
 {
-	if (kvm_rip_read(vcpu) != vcpu->kemari->retry_ip)
+	struct kvm_kemari_vcpu *kv = vcpu->kemari;
+
+	if (kvm_rip_read(vcpu) != kv->retry_ip)
 		return 1;
-	return kvm_emulate_instruction(vcpu, 0);
+	/* The write protection, if any, was dealt with the first time. */
+	return x86_emulate_instruction(vcpu, kv->retry_addr,
+				       kv->retry_type & ~EMULTYPE_ALLOW_RETRY_PF,
+				       NULL, 0);
 }

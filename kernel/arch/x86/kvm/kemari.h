@@ -14,6 +14,8 @@
 bool kvm_kemari_stop_emulation(struct kvm_vcpu *vcpu);
 unsigned int kvm_kemari_ins_read_ahead(struct kvm_vcpu *vcpu, unsigned int n);
 bool kvm_kemari_retrying(struct kvm_vcpu *vcpu);
+void kvm_kemari_emulate_begin(struct kvm_vcpu *vcpu, u64 addr, int type);
+void kvm_kemari_emulate_end(struct kvm_vcpu *vcpu);
 
 /* Lazy TSC logging, called from x86.c, cpuid.c, svm.c, vmx.c and nested.c. */
 void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc);
@@ -49,6 +51,13 @@ static inline bool kvm_kemari_retrying(struct kvm_vcpu *vcpu)
 {
 	return false;
 }
+
+static inline void kvm_kemari_emulate_begin(struct kvm_vcpu *vcpu, u64 addr,
+					    int type)
+{
+}
+
+static inline void kvm_kemari_emulate_end(struct kvm_vcpu *vcpu) {}
 
 static inline void kvm_kemari_tsc_read(struct kvm_vcpu *vcpu, u64 host_tsc)
 {

@@ -2338,6 +2338,68 @@ static void split_guest(void)
 	GUEST_DONE();
 }
 
+/*
+ * The same split as the first element of a REP STOSQ of two: KVM runs that
+ * element again after the sync, and only that one; the second, in the
+ * upper device page, is held and synced on its own.
+ */
+#define SPLIT_STOS_GPA		(SPLIT_GPA_HI + 4)
+
+static void split_stos_guest(void)
+{
+	uint64_t rdi = SPLIT_SP - 8, rcx = 2;
+
+	asm volatile("cld\n\t"
+		     "rep stosq"
+		     : "+D"(rdi), "+c"(rcx) : "a"(SPLIT_VAL) : "memory");
+	GUEST_ASSERT_EQ(rcx, 0);
+	GUEST_DONE();
+}
+
+static void check_split_stos(void)
+{
+	struct kvm_kemari_exit *e;
+	struct kvm_vcpu *vcpu;
+	struct kvm_regs regs;
+	struct kvm_vm *vm;
+	int lo, hi, next;
+	struct ucall uc;
+
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, 0, 0, 0), 0);
+	vcpu = vm_vcpu_add(vm, 0, split_stos_guest);
+	virt_pg_map(vm, SPLIT_VA, SPLIT_GPA_LO);
+	virt_pg_map(vm, SPLIT_VA + 4096, SPLIT_GPA_HI);
+	lo = add_ioeventfd(vm, SPLIT_GPA_LO + 4092, 4, false, false);
+	hi = add_ioeventfd(vm, SPLIT_GPA_HI, 4, false, false);
+	next = add_ioeventfd(vm, SPLIT_STOS_GPA, 8, false, false);
+
+	e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	assert_pending(&e->write, 0, 0, 0, 0);
+	vcpu_regs_get(vcpu, &regs);
+	TEST_ASSERT(regs.rcx == 2 && !eventfd_count(lo) && !eventfd_count(hi),
+		    "REP STOSQ: RCX %llu at the first sync, or a piece went out",
+		    regs.rcx);
+
+	kemari_resume(vm);
+	e = run_to_kemari(vcpu, KVM_KEMARI_SYNC_IO_BUS);
+	assert_pending(&e->write, KVM_KEMARI_BUS_MMIO, SPLIT_STOS_GPA, 8, 1);
+	TEST_ASSERT(eventfd_count(lo) == 1 && eventfd_count(hi) == 1 &&
+		    !eventfd_count(next),
+		    "REP STOSQ: the first element must be out once, the second held");
+
+	kemari_resume(vm);
+	vcpu_run(vcpu);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT_EQ(uc.cmd, UCALL_DONE);
+	TEST_ASSERT_EQ(eventfd_count(next), 1);
+	close(lo);
+	close(hi);
+	close(next);
+	kvm_vm_free(vm);
+}
+
 static const char *test_sync_split_store(void)
 {
 	struct kvm_kemari_pending *p = calloc(1, sizeof(*p));
@@ -2384,6 +2446,8 @@ static const char *test_sync_split_store(void)
 	close(hi);
 	free(p);
 	kvm_vm_free(vm);
+
+	check_split_stos();
 	return NULL;
 }
 
