@@ -3,7 +3,8 @@
  * kemari-replicator: a reference VMM for Kemari for KVM.
  *
  *   kemari-replicator observer  --observer-port P --log FILE
- *   kemari-replicator secondary --port P --block FILE [--fence CMD]
+ *   kemari-replicator secondary --port P --block FILE
+ *                               [--fence CMD | --fence-file FILE]
  *   kemari-replicator primary   --peer ADDR --port P --block FILE
  *                               [--observer ADDR --observer-port P]
  *
@@ -28,6 +29,8 @@ static void usage(void)
 		"  --block FILE         block device backing file\n"
 		"  --log FILE           observer: record log\n"
 		"  --fence CMD          secondary: exit 0 iff the primary is dead\n"
+		"  --fence-file FILE    secondary: the same command, read from FILE\n"
+		"                       (mode 0600, yours): for one with credentials\n"
 		"  --timeout MS         heartbeat loss (default 1000)\n"
 		"  --heartbeat MS       heartbeat interval (default 100)\n"
 		"  --vcpus N            (default 2)\n"
@@ -82,6 +85,7 @@ int main(int argc, char **argv)
 		{ "plug-dev", 1, 0, 'D' }, { "event-log", 1, 0, 'E' },
 		{ "ack-delay", 1, 0, 'A' }, { "grace", 1, 0, 'g' },
 		{ "fence-timeout", 1, 0, 'F' }, { "block-every", 1, 0, 'B' },
+		{ "fence-file", 1, 0, 'X' },
 		{ "harvest", 1, 0, 'H' }, { "no-tsc-log", 0, 0, 'T' },
 		{ "corrupt-every", 1, 0, 'C' }, { 0 }
 	};
@@ -182,6 +186,9 @@ int main(int argc, char **argv)
 		case 'g':
 			o.grace_ms = num(optarg);
 			break;
+		case 'X':
+			o.fence_file = optarg;
+			break;
 		case 'F':
 			o.fence_timeout_ms = num(optarg);
 			break;
@@ -221,6 +228,10 @@ int main(int argc, char **argv)
 		die("--plug-dev holds output until an acknowledgment: it needs --pipelined");
 	if (o.grace_ms < 0)
 		o.grace_ms = 3 * o.timeout_ms;
+	if (o.fence && o.fence_file)
+		die("--fence and --fence-file: give one fencing command");
+	if (o.fence_file)
+		o.fence = secondary__read_fence_file(o.fence_file);
 	o.guest.nr_vcpus = o.vm.nr_vcpus;
 
 	if (!strcmp(mode, "primary"))

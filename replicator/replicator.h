@@ -19,6 +19,7 @@ struct options {
 	const char *block;		/* block device file */
 	const char *log;		/* observer: record log */
 	const char *fence;		/* secondary: fencing command */
+	const char *fence_file;		/* secondary: the command, from a file */
 	int timeout_ms;			/* heartbeat loss */
 	int heartbeat_ms;
 	int stats_ms;
@@ -36,6 +37,7 @@ extern const uint8_t guest_image[], guest_image_end[];
 
 int primary__main(const struct options *o);
 int secondary__main(const struct options *o);
+const char *secondary__read_fence_file(const char *path);
 int observer__main(const struct options *o);
 
 /* Exit codes, for scripts and the test harness. */

@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,33 +27,92 @@
 #include "vmm.h"
 #include "wire.h"
 
-/* Run the fencing command, killing it after --fence-timeout. */
+/*
+ * --fence-file: a fencing command that holds credentials (a BMC password,
+ * an API token) must not sit in argv, where every user sees it.  The file
+ * must be a regular file of this user that no one else may read or write
+ * (mode 0600 or stricter); its contents, up to the first NUL, are the
+ * command for /bin/sh -c.
+ */
+const char *secondary__read_fence_file(const char *path)
+{
+	static char cmd[4096];
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		die("--fence-file %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+		die("--fence-file %s: not a regular file", path);
+	if (st.st_uid != geteuid() || (st.st_mode & 077))
+		die("--fence-file %s: mode %04o, owner %u: it must be yours and mode 0600 or stricter, since it may hold credentials",
+		    path, (unsigned int)(st.st_mode & 07777),
+		    (unsigned int)st.st_uid);
+	n = read(fd, cmd, sizeof(cmd) - 1);
+	close(fd);
+	if (n < 0)
+		die("--fence-file %s: %s", path, strerror(errno));
+	if ((size_t)n == sizeof(cmd) - 1)
+		die("--fence-file %s: longer than %zu bytes", path,
+		    sizeof(cmd) - 2);
+	cmd[n] = 0;
+	if (!cmd[strspn(cmd, " \t\n")])
+		die("--fence-file %s: empty", path);
+	return cmd;
+}
+
+/*
+ * Run the fencing command in a process group of its own, its stdin
+ * /dev/null, and kill the whole group after --fence-timeout: a fence agent
+ * that forks (ssh, ipmitool under a wrapper) must not outlive its time
+ * limit and fence the primary after the secondary has given up.  Whatever
+ * it left behind when it exits is killed too.
+ */
 static int secondary__run_fence(const struct options *o)
 {
 	uint64_t end = now_ns() + o->fence_timeout_ms * 1000000ULL;
-	int status;
+	int status, fd;
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		setpgid(0, 0);
+		fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0 && fd != STDIN_FILENO) {
+			dup2(fd, STDIN_FILENO);
+			close(fd);
+		}
 		execl("/bin/sh", "sh", "-c", o->fence, (char *)NULL);
 		_exit(127);
 	}
 	if (pid < 0)
 		return -1;
+	/* Both sides set the group, so that kill(-pid) never misses it. */
+	setpgid(pid, pid);
 	while (waitpid(pid, &status, WNOHANG) != pid) {
 		if (now_ns() > end) {
-			warn_msg("the fencing command took over %d ms: killed",
+			warn_msg("the fencing command took over %d ms: killed with its process group",
 				 o->fence_timeout_ms);
-			kill(pid, SIGKILL);
+			kill(-pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			return -1;
 		}
 		usleep(10000);
 	}
+	kill(-pid, SIGKILL);
 	return status;
 }
 
-static int secondary__fence(const struct options *o, const struct replica *r)
+/*
+ * What the fencing command is told, in its environment: whom to fence
+ * (KEMARI_FENCE_PEER, the primary's address as the secondary saw it), what
+ * to do (KEMARI_FENCE_ACTION: "off", that is, cut the primary's output
+ * and stop it; see README.md on what "dead" must mean), why
+ * (KEMARI_FENCE_REASON) and the checkpoint the secondary would resume
+ * (KEMARI_CHECKPOINT).
+ */
+static int secondary__fence(const struct options *o, const struct replica *r,
+			    const char *peer, const char *reason)
 {
 	char seq[32];
 	int status;
@@ -61,7 +124,11 @@ static int secondary__fence(const struct options *o, const struct replica *r)
 	}
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)r->seq);
 	setenv("KEMARI_CHECKPOINT", seq, 1);
-	info_msg("the primary is silent: fencing with \"%s\"", o->fence);
+	setenv("KEMARI_FENCE_PEER", peer, 1);
+	setenv("KEMARI_FENCE_ACTION", "off", 1);
+	setenv("KEMARI_FENCE_REASON", reason, 1);
+	info_msg("the primary (%s) is lost (%s): fencing%s", peer, reason,
+		 o->fence_file ? " with --fence-file" : "");
 	status = secondary__run_fence(o);
 	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status)) {
 		warn_msg("fencing failed (status %#x): refusing to take over (checkpoint %llu kept)",
@@ -69,6 +136,20 @@ static int secondary__fence(const struct options *o, const struct replica *r)
 		return -EPERM;
 	}
 	return 0;
+}
+
+/* The primary's address and port, for the fencing command. */
+static void secondary__peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	char ip[INET_ADDRSTRLEN];
+
+	if (getpeername(fd, (struct sockaddr *)&sa, &sl) ||
+	    sa.sin_family != AF_INET ||
+	    !inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip)))
+		return;
+	snprintf(buf, len, "%s:%u", ip, ntohs(sa.sin_port));
 }
 
 static int secondary__takeover(const struct options *o, struct replica *rep,
@@ -152,6 +233,7 @@ int secondary__main(const struct options *o)
 	uint64_t max_len = o->vm.mem_size + o->vm.mem_size / 256 + (1 << 20);
 	uint64_t last_heard;
 	struct msg_hdr h;
+	char peer[64] = "unknown", reason[128] = "replication link lost";
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	int lfd, fd, r;
@@ -169,6 +251,7 @@ int secondary__main(const struct options *o)
 	if (fd < 0)
 		die("no primary connected: %s", strerror(-fd));
 	close(lfd);
+	secondary__peer_name(fd, peer, sizeof(peer));
 	wire__send_timeout(fd, o->timeout_ms);
 
 	last_heard = now_ns();
@@ -185,6 +268,8 @@ int secondary__main(const struct options *o)
 		}
 		if (r) {
 			warn_msg("replication link: %s", wire__strerror(r));
+			snprintf(reason, sizeof(reason), "replication link: %s",
+				 wire__strerror(r));
 			break;
 		}
 		last_heard = now_ns();
@@ -207,7 +292,7 @@ int secondary__main(const struct options *o)
 		warn_msg("no complete checkpoint yet: nothing to take over from");
 		return EXIT_REFUSED;
 	}
-	if (secondary__fence(o, &rep))
+	if (secondary__fence(o, &rep, peer, reason))
 		return EXIT_REFUSED;
 	return secondary__takeover(o, &rep, last_heard);
 }

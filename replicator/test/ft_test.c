@@ -11,7 +11,10 @@
  *                block device holds what the guest wrote
  *   split_brain  the link is cut while both live: no fencing -> refusal,
  *                a fence that kills the primary -> takeover, a fence
- *                that fails -> refusal
+ *                that fails -> refusal; a fence read from a file that
+ *                others may read is refused at start-up, and a fence that
+ *                forks and overruns --fence-timeout is killed with all
+ *                its children, after it was told whom, what and why
  *   pipelined    the primary in a network namespace, its output through
  *                a veth with a plug qdisc, acknowledgments delayed, every
  *                7th checkpoint damaged once (refused, sent again): no
@@ -555,6 +558,9 @@ static void run__observer(struct run *run, int port)
 	run->observer = spawn(out, argv);
 }
 
+/* If set, the secondary reads its fencing command from this file. */
+static const char *fence_file;
+
 static void run__start(struct run *run, unsigned int round,
 		       const char *fence_fmt, uint64_t seed, bool pipelined,
 		       const char *corrupt)
@@ -586,14 +592,24 @@ static void run__start(struct run *run, unsigned int round,
 		run->primary = spawn(run->pri_err, argv);
 	}
 	{
-		char *argv[] = { exe, "secondary", "--port", port,
-				 "--block", sblk, "--observer", "127.0.0.1",
-				 "--observer-port", oport, "--records", records,
-				 "--timeout", "1000", "--stats", "0",
-				 fence_fmt ? "--fence" : NULL, fence, NULL };
+		char *argv[24] = { exe, "secondary", "--port", port,
+				   "--block", sblk, "--observer", "127.0.0.1",
+				   "--observer-port", oport, "--records", records,
+				   "--timeout", "1000", "--stats", "0" };
+		int n = 16;
 
 		snprintf(fence, sizeof(fence), fence_fmt ? fence_fmt : "",
 			 run->primary, run->primary, run->primary);
+		if (fence_fmt) {
+			argv[n++] = "--fence";
+			argv[n++] = fence;
+		}
+		if (fence_file) {
+			argv[n++] = "--fence-file";
+			argv[n++] = (char *)fence_file;
+			argv[n++] = "--fence-timeout";
+			argv[n++] = "1500";
+		}
 		run->secondary = spawn(run->sec_err, argv);
 	}
 }
@@ -929,11 +945,89 @@ static void split_brain(const char *name, const char *fence, bool takeover)
 		run__dump(&run);
 }
 
+/* Is @pid gone (or a zombie that no one reaps)? */
+static bool pid_gone(pid_t pid)
+{
+	char path[64], st[256], *p;
+	FILE *f;
+
+	if (kill(pid, 0))
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	p = fgets(st, sizeof(st), f) ? strrchr(st, ')') : NULL;
+	fclose(f);
+	return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+/*
+ * Fencing hygiene.  A --fence-file that others may read is refused before
+ * the secondary does anything.  Then a fence from a mode-0600 file that
+ * writes down what it was told, leaves a child behind and overruns
+ * --fence-timeout: the secondary kills its whole process group, refuses
+ * to take over, and the child is gone.
+ */
+static void fence_hygiene(void)
+{
+	char path[128], env[128], child[128], out[128], cmd[512], line[256];
+	char *argv[] = { exe, "secondary", "--port", "7599", "--block",
+			 "/dev/null", "--fence-file", path, NULL };
+	bool ok, env_ok;
+	pid_t pid = 0;
+	FILE *f;
+	int fd, st;
+
+	snprintf(path, sizeof(path), "%s/fence.cmd", dir);
+	snprintf(env, sizeof(env), "%s/fence.env", dir);
+	snprintf(child, sizeof(child), "%s/fence.child", dir);
+	snprintf(out, sizeof(out), "%s/fence-refused.out", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "env | grep '^KEMARI_' > %s; sleep 60 & echo $! > %s; sleep 60\n",
+		 env, child);
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd))
+		die("%s: %m", path);
+	fchmod(fd, 0644);
+	close(fd);
+	st = reap(spawn(out, argv), 30);
+	tap(exited(st, 1) && file_has(out, "--fence-file") &&
+	    file_has(out, "0600"),
+	    "fence hygiene: a --fence-file of mode 0644 is refused at start-up");
+
+	chmod(path, 0600);
+	fence_file = path;
+	split_brain("the fence overruns --fence-timeout", NULL, false);
+	fence_file = NULL;
+
+	f = fopen(child, "r");
+	if (!f || fscanf(f, "%d", &pid) != 1)
+		pid = 0;
+	if (f)
+		fclose(f);
+	env_ok = file_has(env, "KEMARI_FENCE_PEER=127.0.0.1:") &&
+		 file_has(env, "KEMARI_FENCE_ACTION=off") &&
+		 file_has(env, "KEMARI_FENCE_REASON=replication link") &&
+		 file_has(env, "KEMARI_CHECKPOINT=");
+	ok = pid > 0 && pid_gone(pid) && env_ok;
+	snprintf(line, sizeof(line), "%s%s",
+		 pid <= 0 ? "; the fence never started its child" :
+		 !pid_gone(pid) ? "; its child survived the kill" : "",
+		 env_ok ? "" : "; it was not told peer, action, reason and checkpoint");
+	tap(ok, "fence hygiene: the overrunning fence was killed with its child, and was told whom to fence, how and why%s",
+	    line);
+	if (pid > 0 && !pid_gone(pid))
+		kill(pid, SIGKILL);
+}
+
 static void test_split_brain(void)
 {
 	split_brain("no fencing configured", NULL, false);
 	split_brain("fencing fails", "exit 1", false);
 	split_brain("fencing kills the primary", STONITH, true);
+	fence_hygiene();
 }
 
 #define MAX_CKPT	100000

@@ -3120,6 +3120,138 @@ static const char *test_tsc_log_nested_vmx(void)
 	return tsc_log_nested(false);
 }
 
+/*
+ * KVM_KEMARI_TSC_LOG switched off and on again by KVM_ENABLE_CAP while
+ * the vCPU is in L2: its next KVM_RUN, still in L2, follows the flag.  L2
+ * reads the TSC in three rounds and, between them, waits for the host
+ * without reading it.  The host switches the log, kicks the vCPU out of
+ * KVM_RUN with a signal (vcpu_run() enters again) and only then lets the
+ * next round start.  Round 1 is intercepted, round 2 not, round 3 again;
+ * the log at the sync point holds round 3 alone, since a log switched on
+ * starts afresh.
+ */
+#define TSC_TOGGLE_N	200
+
+static uint64_t tsc_toggle_go, tsc_toggle_done;
+
+static void tsc_toggle_l2(void)
+{
+	uint64_t r;
+	int i;
+
+	for (r = 1; r <= 3; r++) {
+		while (READ_ONCE(tsc_toggle_go) < r)
+			;
+		for (i = 0; i < TSC_TOGGLE_N; i++)
+			rdtsc();
+		WRITE_ONCE(tsc_toggle_done, r);
+	}
+	vmmcall();
+}
+
+static void tsc_toggle_l1(struct svm_test_data *svm)
+{
+	unsigned long l2_stack[TSC_NESTED_STACK];
+	struct vmcb *vmcb = svm->vmcb;
+
+	generic_svm_setup(svm, tsc_toggle_l2, &l2_stack[TSC_NESTED_STACK]);
+	vmcb->control.intercept &= ~BIT_ULL(INTERCEPT_RDTSC);
+	run_guest(vmcb, svm->vmcb_gpa);
+	GUEST_ASSERT_EQ(vmcb->control.exit_code, SVM_EXIT_VMMCALL);
+	tsc_nested_l1_sync();
+	GUEST_DONE();
+}
+
+static void *tsc_toggle_vcpu(void *arg)
+{
+	tsc_nested_run(arg, true);
+	return NULL;
+}
+
+static void tsc_toggle_nop(int sig)
+{
+}
+
+/* Wait until L2 has finished round @r; returns the exits it took. */
+static uint64_t tsc_toggle_round(struct kvm_vm *vm, int fd, uint64_t r)
+{
+	uint64_t *go = addr_gva2hva(vm, (vm_vaddr_t)&tsc_toggle_go);
+	uint64_t *done = addr_gva2hva(vm, (vm_vaddr_t)&tsc_toggle_done);
+	uint64_t exits = stats_fd_read(fd, "exits");
+	int i;
+
+	WRITE_ONCE(*go, r);
+	for (i = 0; i < 60000 && READ_ONCE(*done) < r; i++)
+		usleep(1000);
+	TEST_ASSERT(READ_ONCE(*done) >= r, "L2 never finished round %lu", r);
+	return stats_fd_read(fd, "exits") - exits;
+}
+
+/* Switch the log, and make the vCPU enter KVM_RUN again before round 2. */
+static void tsc_toggle_switch(struct kvm_vm *vm, pthread_t thread, int fd,
+			      bool on)
+{
+	uint64_t kicks = stats_fd_read(fd, "signal_exits");
+	int i;
+
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE |
+				     (on ? KVM_KEMARI_TSC_LOG : 0), 0, 0, 0), 0);
+	for (i = 0; i < 5000 && stats_fd_read(fd, "signal_exits") == kicks;
+	     i++) {
+		pthread_kill(thread, SIGUSR2);
+		usleep(1000);
+	}
+	TEST_ASSERT(stats_fd_read(fd, "signal_exits") > kicks,
+		    "the vCPU never left KVM_RUN for the signal");
+}
+
+static const char *test_tsc_log_toggle_l2(void)
+{
+	struct sigaction sa = { .sa_handler = tsc_toggle_nop };
+	uint64_t on1, off, on2;
+	struct kvm_kemari_tsc_log log;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	pthread_t thread;
+	vm_vaddr_t gva;
+	int fd, stats;
+
+	if (!kvm_cpu_has(X86_FEATURE_SVM))
+		return "no SVM on this CPU (the toggle is tested with SVM only)";
+
+	vm = vm_create(1);
+	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE |
+				     KVM_KEMARI_TSC_LOG, 0, 0, 0), 0);
+	fd = add_ioeventfd(vm, PIO_PORT, 1, true, false);
+	vcpu = vm_vcpu_add(vm, 0, tsc_toggle_l1);
+	vcpu_alloc_svm(vm, &gva);
+	vcpu_args_set(vcpu, 1, gva);
+	stats = vcpu_get_stats_fd(vcpu);
+	sigaction(SIGUSR2, &sa, NULL);
+	pthread_create(&thread, NULL, tsc_toggle_vcpu, vcpu);
+
+	on1 = tsc_toggle_round(vm, stats, 1);
+	tsc_toggle_switch(vm, thread, stats, false);
+	off = tsc_toggle_round(vm, stats, 2);
+	tsc_toggle_switch(vm, thread, stats, true);
+	on2 = tsc_toggle_round(vm, stats, 3);
+	pthread_join(thread, NULL);
+
+	TEST_ASSERT(on1 >= TSC_TOGGLE_N && off < TSC_TOGGLE_N / 2 &&
+		    on2 >= TSC_TOGGLE_N,
+		    "VM exits for %d L2 reads: %lu logged, %lu with the log off, %lu logged again",
+		    TSC_TOGGLE_N, on1, off, on2);
+	log = vcpu->run->kemari.tsc;
+	TEST_ASSERT_EQ(log.flags, KVM_KEMARI_TSC_LOG_ON);
+	TEST_ASSERT_EQ(log.reads, TSC_TOGGLE_N);
+	kemari_resume(vm);
+	tsc_nested_run(vcpu, false);
+	close(stats);
+	close(fd);
+	kvm_vm_free(vm);
+	return NULL;
+}
+
 /* Leave IA32_TSC out of a saved state: section 7 sets it once. */
 static void drop_tsc_msr(struct kvm_x86_state *state)
 {
@@ -4344,6 +4476,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "tsc_restore_smp", test_tsc_restore_smp },
 	{ "kvmclock_restore", test_kvmclock_restore },
 	{ "tsc_log_nested_svm", test_tsc_log_nested_svm },
+	{ "tsc_log_toggle_l2", test_tsc_log_toggle_l2 },
 	{ "tsc_log_nested_vmx", test_tsc_log_nested_vmx },
 };
 
