@@ -1006,9 +1006,9 @@ static int kemari_set_pending(struct kvm_kemari_vcpu *kv,
 		return r;
 
 	/* The VMM's state replaces an abandoned instruction's retry. */
-	kv->retry = false;
 	if (!w.count) {
 		memset(&kv->write, 0, sizeof(kv->write));
+		kv->retry = false;
 		return 0;
 	}
 
@@ -1019,6 +1019,7 @@ static int kemari_set_pending(struct kvm_kemari_vcpu *kv,
 		return -EFAULT;
 
 	kv->write = w;
+	kv->retry = false;
 	return 0;
 }
 
