@@ -10,7 +10,7 @@
 S := scripts
 
 .PHONY: all deps fetch apply kernel selftests userspace initramfs lint \
-	check demo bench soak test-kemari test-regression base-check series bisect \
+	check demo bench soak soak-base test-kemari test-regression base-check series bisect \
 	clean distclean
 
 all: initramfs
@@ -52,6 +52,13 @@ bench: initramfs
 # (tests/soak.list, scripts/soak.sh).
 soak: lint
 	$(S)/soak.sh
+# The control for the golden flakes: golden_signal (no Kemari) on the
+# unpatched base and on the kemari kernel (tests/soak-base.list).
+soak-base: lint
+	$(S)/deps.sh
+	$(S)/fetch.sh
+	KEMARI_VARIANT=kemari $(MAKE) --no-print-directory initramfs
+	KEMARI_SOAK_VARIANTS="base kemari" KEMARI_SOAK_MODE=soak-base $(S)/soak.sh
 test-kemari: initramfs
 	$(S)/run-tests.sh kemari
 test-regression: initramfs

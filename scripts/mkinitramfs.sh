@@ -21,6 +21,9 @@ lists=()
 for list in "$TOP"/tests/*.list; do
 	case "$VARIANT/$(basename "$list")" in
 	base/kemari.list|base/demo.list|base/bench.list|base/soak.list) ;;
+	# It borrows the kemari kernel's kemari_test (make soak-base builds it).
+	base/soak-base.list)
+		[ -x "$BUILD/out-kemari/selftests/kemari_test" ] && lists+=("$list") ;;
 	*) lists+=("$list") ;;
 	esac
 done
@@ -32,6 +35,9 @@ for list in "${lists[@]}"; do
 		[ -e "$root/tests/$name" ] && continue
 		bin=$OUT/selftests/$name
 		[ -x "$bin" ] || bin=$OUT/bin/$name
+		# soak-base.list: the base runs the kemari kernel's static binary.
+		[ -x "$bin" ] || [ "$VARIANT" != base ] ||
+			bin=$BUILD/out-kemari/selftests/$name
 		[ -x "$bin" ] || die "$list names $name, which was not built"
 		mkdir -p "$root/tests/$(dirname "$name")"
 		cp "$bin" "$root/tests/$name"

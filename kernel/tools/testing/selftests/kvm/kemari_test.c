@@ -1768,11 +1768,41 @@ static void golden_report_exit(struct kvm_vcpu *vcpu)
 		       ev.nmi.pending, ev.triple_fault.pending);
 }
 
+/* A golden vCPU has stopped: tell the host, wait until it lets it go. */
+static void golden_stopped(struct golden_vcpu *g)
+{
+	WRITE_ONCE(g->state, GOLDEN_STOPPED);
+	sem_post(g->event);
+	while (sem_wait(&g->go) && errno == EINTR)
+		;
+}
+
+/* Any other exit must be the guest's ucall; true once it is done. */
+static bool golden_ucall(struct golden_vcpu *g)
+{
+	struct ucall uc;
+
+	if (g->vcpu->run->exit_reason != KVM_EXIT_IO)
+		golden_report_exit(g->vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(g->vcpu, KVM_EXIT_IO);
+	switch (get_ucall(g->vcpu, &uc)) {
+	case UCALL_DONE:
+		WRITE_ONCE(g->state, GOLDEN_DONE);
+		sem_post(g->event);
+		return true;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	default:
+		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+	}
+	return false;
+}
+
 static void *golden_thread(void *arg)
 {
 	struct golden_vcpu *g = arg;
 	struct kvm_run *run = g->vcpu->run;
-	struct ucall uc;
 
 	g->tid = syscall(SYS_gettid);
 	golden_self = g;
@@ -1781,25 +1811,9 @@ static void *golden_thread(void *arg)
 		if (run->exit_reason == KVM_EXIT_KEMARI_SYNC) {
 			g->reason = run->kemari.reason;
 			g->dirty_entries = run->kemari.dirty_entries;
-			WRITE_ONCE(g->state, GOLDEN_STOPPED);
-			sem_post(g->event);
-			while (sem_wait(&g->go) && errno == EINTR)
-				;
-			continue;
-		}
-		if (run->exit_reason != KVM_EXIT_IO)
-			golden_report_exit(g->vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(g->vcpu, KVM_EXIT_IO);
-		switch (get_ucall(g->vcpu, &uc)) {
-		case UCALL_DONE:
-			WRITE_ONCE(g->state, GOLDEN_DONE);
-			sem_post(g->event);
+			golden_stopped(g);
+		} else if (golden_ucall(g)) {
 			return NULL;
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			break;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
 		}
 	}
 }
@@ -1951,7 +1965,59 @@ struct golden_mode {
 	uint32_t quota;
 	uint64_t out_every;
 	uint64_t syncs;
+	bool signals;	/* no Kemari: the host stops the vCPUs itself */
 };
+
+/*
+ * The golden loop on a VM without Kemari, the control for the flakes that
+ * tests/kemari.list records: the same guest, rings and checks, but the
+ * host stops the vCPUs itself, at random moments, with immediate_exit and
+ * a signal, as a VMM without KVM_KEMARI_FREEZE would; a vCPU also stops on
+ * its own at a full dirty ring.  It uses nothing of the Kemari uapi, so
+ * its binary runs on the unpatched base too (make soak-base).
+ */
+static void golden_nop(int sig)
+{
+}
+
+static void *golden_signal_thread(void *arg)
+{
+	struct golden_vcpu *g = arg;
+	struct kvm_run *run = g->vcpu->run;
+	int r;
+
+	g->tid = syscall(SYS_gettid);
+	golden_self = g;
+	for (;;) {
+		r = __vcpu_run(g->vcpu);
+		if ((r == -1 && errno == EINTR) ||
+		    (!r && run->exit_reason == KVM_EXIT_DIRTY_RING_FULL)) {
+			g->reason = r ? KVM_KEMARI_SYNC_PEER :
+					KVM_KEMARI_SYNC_DIRTY_QUOTA;
+			WRITE_ONCE(run->immediate_exit, 0);
+			golden_stopped(g);
+			continue;
+		}
+		TEST_ASSERT(!r, "KVM_RUN: %s", strerror(errno));
+		if (golden_ucall(g))
+			return NULL;
+	}
+}
+
+/* After a random pause of up to 2 ms, stop every vCPU that runs. */
+static void golden_kick(struct golden_vcpu *g, uint64_t *rng)
+{
+	int i;
+
+	*rng = xorshift(*rng);
+	usleep(*rng % 2000);
+	for (i = 0; i < GOLDEN_VCPUS; i++) {
+		if (READ_ONCE(g[i].state) != GOLDEN_RUNNING)
+			continue;
+		WRITE_ONCE(g[i].vcpu->run->immediate_exit, 1);
+		pthread_kill(g[i].thread, SIGUSR2);
+	}
+}
 
 static const struct golden_mode golden_modes[] = {
 	/* OUTs alone make the sync points. */
@@ -1964,6 +2030,8 @@ static const struct golden_mode golden_modes[] = {
 	 * tests/kemari.list on the flakes seen under TCG).
 	 */
 	{ "ring_full", 256, 0, 4096, GOLDEN_SYNCS / 10 },
+	/* The control: no Kemari, stops by signals and at a full ring. */
+	{ "signal", 256, 0, 48, GOLDEN_SYNCS, true },
 };
 
 static const char *check_golden(const struct golden_mode *m)
@@ -1977,6 +2045,8 @@ static const char *check_golden(const struct golden_mode *m)
 		.sa_handler = golden_dump_handler,
 		.sa_flags = SA_RESTART,
 	};
+	struct sigaction kick = { .sa_handler = golden_nop };
+	uint64_t rng = 0x2545f4914f6cdd1dull;
 	struct golden_vcpu g[GOLDEN_VCPUS];
 	uint64_t syncs = 0, pages = 0, quota_syncs = 0, io_syncs = 0;
 	uint32_t harvested, total, running, stopped;
@@ -1989,7 +2059,9 @@ static const char *check_golden(const struct golden_mode *m)
 
 	vm = vm_create(GOLDEN_VCPUS);
 	vm_enable_dirty_ring(vm, m->ring_entries * sizeof(struct kvm_dirty_gfn));
-	TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, m->quota, 0, 0), 0);
+	if (!m->signals)
+		TEST_ASSERT_EQ(kemari_enable(vm, 0, KVM_KEMARI_ENABLE, m->quota,
+					     0, 0), 0);
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GOLDEN_GPA_4K,
 				    GOLDEN_SLOT_4K, GOLDEN_SIZE_4K / 4096,
 				    KVM_MEM_LOG_DIRTY_PAGES);
@@ -2011,6 +2083,7 @@ static const char *check_golden(const struct golden_mode *m)
 					     golden_exception);
 
 	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &kick, NULL);
 	sem_init(&event, 0, 0);
 	for (i = 0; i < GOLDEN_VCPUS; i++) {
 		vcpus[i] = vm_vcpu_add(vm, i, golden_guest);
@@ -2025,10 +2098,13 @@ static const char *check_golden(const struct golden_mode *m)
 		sem_init(&g[i].dumped, 0, 0);
 	}
 	for (i = 0; i < GOLDEN_VCPUS; i++)
-		pthread_create(&g[i].thread, NULL, golden_thread, &g[i]);
+		pthread_create(&g[i].thread, NULL, m->signals ?
+			       golden_signal_thread : golden_thread, &g[i]);
 
 	running = GOLDEN_VCPUS;
 	while (running) {
+		if (m->signals)
+			golden_kick(g, &rng);
 		/* Every vCPU that was let go reports back once, in time. */
 		for (i = 0; i < running; i++)
 			golden_wait(vm, &event, g, syncs);
@@ -2039,7 +2115,8 @@ static const char *check_golden(const struct golden_mode *m)
 						   regions, 2);
 			if (g[i].state == GOLDEN_STOPPED) {
 				stopped++;
-				TEST_ASSERT(harvested == g[i].dirty_entries,
+				TEST_ASSERT(m->signals ||
+					    harvested == g[i].dirty_entries,
 					    "vCPU %d: harvested %u, exit said %u",
 					    i, harvested, g[i].dirty_entries);
 				quota_syncs += !!(g[i].reason & KVM_KEMARI_SYNC_DIRTY_QUOTA);
@@ -2059,7 +2136,8 @@ static const char *check_golden(const struct golden_mode *m)
 		if (syncs == m->syncs)
 			WRITE_ONCE(*(uint64_t *)addr_gva2hva(vm, (vm_vaddr_t)&golden_stop), 1);
 
-		kemari_resume(vm);
+		if (!m->signals)
+			kemari_resume(vm);
 		for (i = 0; i < GOLDEN_VCPUS; i++) {
 			if (g[i].state != GOLDEN_STOPPED)
 				continue;
@@ -2077,7 +2155,8 @@ static const char *check_golden(const struct golden_mode *m)
 		       m->name, syncs, io_syncs, quota_syncs, pages);
 	TEST_ASSERT(syncs >= m->syncs, "only %lu sync points", syncs);
 	if (m->quota || m->ring_entries < 4096)
-		TEST_ASSERT(quota_syncs, "%s: no dirty quota sync", m->name);
+		TEST_ASSERT(quota_syncs, "%s: no dirty quota or full ring sync",
+			    m->name);
 	else
 		TEST_ASSERT(io_syncs, "%s: no io sync", m->name);
 	for (i = 0; i < 2; i++)
@@ -2100,6 +2179,11 @@ static const char *test_golden_quota(void)
 static const char *test_golden_ring_full(void)
 {
 	return check_golden(&golden_modes[2]);
+}
+
+static const char *test_golden_signal(void)
+{
+	return check_golden(&golden_modes[3]);
 }
 
 /* The dirty quota is capped at the largest ring. */
@@ -4468,6 +4552,7 @@ static const struct kemari_testcase testcases[] = {
 	{ "golden_io", test_golden_io },
 	{ "golden_quota", test_golden_quota },
 	{ "golden_ring_full", test_golden_ring_full },
+	{ "golden_signal", test_golden_signal },
 	{ "dirty_ring_garbage", test_dirty_ring_garbage },
 	{ "kvm_writes", test_kvm_writes },
 	{ "tsc_log", test_tsc_log },
@@ -4497,7 +4582,9 @@ int main(int argc, char *argv[])
 	const char *skip;
 	int i, n = 0;
 
-	TEST_REQUIRE(kvm_has_cap(KVM_CAP_KEMARI));
+	/* golden_signal alone is the control, and runs on any KVM. */
+	if (argc != 2 || strcmp(argv[1], "golden_signal"))
+		TEST_REQUIRE(kvm_has_cap(KVM_CAP_KEMARI));
 
 	for (i = 0; i < ARRAY_SIZE(testcases); i++)
 		n += selected(argc, argv, testcases[i].name);
