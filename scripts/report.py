@@ -10,7 +10,9 @@ missing END line or a guest that did not finish are failures too.
 
 With several logs (one per kernel variant), each gets its own section and
 the last line sums them all: "Result: N passed, N failed, N skipped".  The
-exit status is 1 if anything failed or nothing passed.
+exit status is 1 if anything failed or nothing passed.  Just above that
+line, the last lines of output of every failed test, so that a CI log cut
+to its tail still says why.
 """
 import re
 import sys
@@ -22,6 +24,10 @@ TAP = re.compile(r'^(not ok|ok) \d+\b\s*(.*?)\s*(# (SKIP|skip)\b.*)?$')
 SPLAT = re.compile(r'(WARNING: CPU:|BUG:|Kernel panic|general protection fault|'
                    r'KASAN:|UBSAN:|possible recursive locking|'
                    r'possible circular locking|suspicious RCU usage)')
+
+
+FAILURES = []
+TAIL = 12
 
 
 def report(path):
@@ -42,7 +48,7 @@ def report(path):
         m = re.match(r'^KEMARI-TEST-BEGIN (\S+)(.*)$', line)
         if m:
             cur = {'name': m.group(1), 'args': m.group(2).strip(),
-                   'ok': 0, 'fail': 0, 'skip': 0, 'notes': []}
+                   'ok': 0, 'fail': 0, 'skip': 0, 'notes': [], 'out': []}
             continue
         if cur is None:
             continue
@@ -61,6 +67,8 @@ def report(path):
                                     else 'exit status %d' % rc)
             if cur['fail']:
                 verdict = 'FAIL'
+                FAILURES.append((path, cur['name'] + ' ' + cur['args'],
+                                 cur['out'][-TAIL:]))
             elif cur['ok']:
                 verdict = 'PASS'
             else:
@@ -75,6 +83,8 @@ def report(path):
             skipped += cur['skip']
             cur = None
             continue
+        if not line.startswith('ok '):
+            cur['out'].append(line)
         m = TAP.match(line.strip())
         if m:
             if m.group(4):
@@ -89,6 +99,7 @@ def report(path):
 
     if cur is not None:
         print('FAIL  %-40s no end: the guest hung or crashed in it' % cur['name'])
+        FAILURES.append((path, cur['name'], cur['out'][-TAIL:]))
         failed += 1
     if not done:
         problems.append('the guest did not finish (timeout, panic or crash)')
@@ -108,6 +119,10 @@ def main(paths):
         if len(paths) > 1:
             print('   %d passed, %d failed, %d skipped' % counts)
         total = [t + c for t, c in zip(total, counts)]
+    for path, name, out in FAILURES:
+        print('-- failed: %s (%s), its last lines:' % (name.strip(), path))
+        for line in out:
+            print('   | ' + line)
     print('Result: %d passed, %d failed, %d skipped' % tuple(total))
     return 1 if total[1] or not total[0] else 0
 
