@@ -9,7 +9,7 @@
 
 S := scripts
 
-.PHONY: all deps fetch apply kernel selftests userspace initramfs lint \
+.PHONY: all deps fetch apply kernel selftests userspace qemu initramfs lint \
 	check demo bench soak soak-base test-kemari test-regression base-check series bisect \
 	clean distclean
 
@@ -27,11 +27,17 @@ selftests: kernel
 	$(S)/build-selftests.sh
 userspace: kernel
 	$(S)/build-userspace.sh
-initramfs: selftests userspace
+# QEMU's Kemari mode goes into the kemari kernel's initramfs only.
+qemu: deps
+	$(S)/qemu-fetch.sh
+	$(S)/qemu-apply.sh
+	$(S)/build-qemu.sh
+initramfs: selftests userspace $(if $(filter kemari,$(or $(KEMARI_VARIANT),kemari)),qemu)
 	$(S)/mkinitramfs.sh
 
 # checkpatch on the exported series, and the docs.
 lint: fetch
+	$(S)/qemu-fetch.sh
 	$(S)/lint.sh
 
 # Lint, then the Kemari tests and the upstream regression set, on the

@@ -58,24 +58,5 @@ for p in "${series[@]}"; do patch_adds "$p"; done | while read -r f; do
 	cp "$TOP/kernel/$f" "$stage/$f"
 done
 
-manifest=$SRC/.kemari-files
-(cd "$stage" && find . -type f | sed 's|^\./||' | sort) > "$manifest.new"
-
-# Files that an earlier run changed but this one does not: back to pristine.
-if [ -f "$manifest" ]; then
-	comm -23 "$manifest" "$manifest.new" | while read -r f; do
-		log "restoring $f"
-		if [ -f "$PRISTINE/$f" ]; then cp "$PRISTINE/$f" "$SRC/$f"; else rm -f "$SRC/$f"; fi
-	done
-fi
-
-changed=0
-while read -r f; do
-	if ! cmp -s "$stage/$f" "$SRC/$f"; then
-		mkdir -p "$SRC/$(dirname "$f")"
-		cp "$stage/$f" "$SRC/$f"
-		changed=$((changed + 1))
-	fi
-done < "$manifest.new"
-mv "$manifest.new" "$manifest"
+changed=$(sync_stage "$stage" "$SRC" "$PRISTINE")
 log "applied ${#series[@]} patches and the kernel/ overlay ($changed files updated)"

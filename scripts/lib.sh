@@ -24,6 +24,15 @@ base) SRC=$PRISTINE ;;
 *) echo "unknown KEMARI_VARIANT $VARIANT" >&2; exit 1 ;;
 esac
 
+# The QEMU side: Debian's source package with its patches (qpristine),
+# plus patches/qemu/series and the files under qemu/ (qsrc), built out of
+# tree (qobj); the binary and its firmware are staged in qout.
+QBUILD=$BUILD/qemu
+QPRISTINE=$QBUILD/pristine
+QSRC=$QBUILD/src
+QOBJ=$QBUILD/obj
+QOUT=$QBUILD/out
+
 JOBS=${KEMARI_JOBS:-$(nproc)}
 
 export CCACHE_DIR=${KEMARI_CCACHE_DIR:-$HOME/.cache/kemari/ccache}
@@ -51,4 +60,29 @@ patch_touches() {
 # The new files (under kernel/) that patch $1 adds: its "Adds:" line.
 patch_adds() {
 	sed -n 's/^Adds: //p' "$1" | tr ' ' '\n' | sed '/^$/d'
+}
+
+# sync_stage STAGE SRC PRISTINE: copy into SRC the files of STAGE that
+# differ from what SRC holds, and put back from PRISTINE (or delete) the
+# files that an earlier run changed and this one does not.  Unchanged
+# files keep their mtimes, so the build redoes only what a change
+# touches.  Prints how many files it updated.
+sync_stage() {
+	local stage=$1 src=$2 pristine=$3 manifest=$2/.kemari-files f changed=0
+	(cd "$stage" && find . -type f | sed 's|^\./||' | sort) > "$manifest.new"
+	if [ -f "$manifest" ]; then
+		comm -23 "$manifest" "$manifest.new" | while read -r f; do
+			log "restoring $f"
+			if [ -f "$pristine/$f" ]; then cp "$pristine/$f" "$src/$f"; else rm -f "$src/$f"; fi
+		done
+	fi
+	while read -r f; do
+		if ! cmp -s "$stage/$f" "$src/$f"; then
+			mkdir -p "$src/$(dirname "$f")"
+			cp "$stage/$f" "$src/$f"
+			changed=$((changed + 1))
+		fi
+	done < "$manifest.new"
+	mv "$manifest.new" "$manifest"
+	echo "$changed"
 }

@@ -44,3 +44,16 @@ if printf '%s\n' "$out" | grep -q 'ERROR:'; then
 	die "checkpatch.pl found errors in replicator/ or bench/"
 fi
 log "userspace: $(printf '%s\n' "$out" | grep -c 'WARNING:' || true) checkpatch warnings in replicator/ and bench/"
+
+# The QEMU side follows QEMU's style, checked by QEMU's own checkpatch.pl:
+# each patch of patches/qemu/series and each file under qemu/.
+qcp=$QPRISTINE/scripts/checkpatch.pl
+out=$(for f in "$TOP"/patches/qemu/*.patch; do "$qcp" --no-tree --terse "$f" 2>&1 || true; done
+      find "$TOP/qemu" -name '*.[ch]' | sort | while read -r f; do
+	      "$qcp" --no-tree --terse -f "$f" 2>&1 || true
+      done)
+if printf '%s\n' "$out" | grep -q 'ERROR:'; then
+	printf '%s\n' "$out"
+	die "QEMU's checkpatch.pl found errors in patches/qemu/ or qemu/"
+fi
+log "qemu: $(printf '%s\n' "$out" | grep -c 'WARNING:' || true) checkpatch warnings in patches/qemu/ and qemu/"

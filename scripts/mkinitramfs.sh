@@ -21,6 +21,9 @@ lists=()
 for list in "$TOP"/tests/*.list; do
 	case "$VARIANT/$(basename "$list")" in
 	base/kemari.list|base/demo.list|base/bench.list|base/soak.list) ;;
+	# QEMU's Kemari mode runs on the kemari kernel only (tests/qemu.list).
+	*/qemu.list) [ "$VARIANT" = kemari ] && lists+=("$list") ;;
+	debug/regression-kemari.list|bisect/regression-kemari.list) ;;
 	# It borrows the kemari kernel's kemari_test (make soak-base builds it).
 	base/soak-base.list)
 		[ -x "$BUILD/out-kemari/selftests/kemari_test" ] && lists+=("$list") ;;
@@ -35,6 +38,7 @@ for list in "${lists[@]}"; do
 		[ -e "$root/tests/$name" ] && continue
 		bin=$OUT/selftests/$name
 		[ -x "$bin" ] || bin=$OUT/bin/$name
+		[ -x "$bin" ] || bin=$TOP/tests/qemu/$name
 		# soak-base.list: the base runs the kemari kernel's static binary.
 		[ -x "$bin" ] || [ "$VARIANT" != base ] ||
 			bin=$BUILD/out-kemari/selftests/$name
@@ -49,8 +53,31 @@ if [ "$VARIANT" != base ]; then
 	cp "$OUT/bin/kemari-replicator" "$root/tests/"
 fi
 
-# check runs the Kemari tests and then the upstream regression set.
-cat "$root"/tests/{kemari,regression}.list > "$root/tests/check.list" 2>/dev/null ||
-	cp "$root/tests/regression.list" "$root/tests/check.list"
+# QEMU, its firmware, the libraries it links and the L2 guest: the test
+# kernel's own bzImage with a busybox initramfs (tests/qemu/l2-init).
+if [ -f "$root/tests/qemu.list" ]; then
+	[ -x "$QOUT/qemu-system-x86_64" ] || die "no QEMU build in $QOUT: run 'make qemu'"
+	mkdir -p "$root/tests/qemu"
+	cp -a "$QOUT/qemu-system-x86_64" "$QOUT/share" "$root/tests/qemu/"
+	cp "$OUT/bzImage" "$root/tests/qemu/bzImage"
+	ldd "$QOUT/qemu-system-x86_64" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+	l2=$OUT/l2
+	rm -rf "$l2"
+	mkdir -p "$l2"/{bin,proc,tmp,dev}
+	cp /bin/busybox "$l2/bin/busybox"
+	for app in sh mount echo dd wc nproc poweroff; do ln -s busybox "$l2/bin/$app"; done
+	install -m 0755 "$TOP/tests/qemu/l2-init" "$l2/init"
+	(cd "$l2" && find . | cpio -o -H newc --quiet) | gzip -1 > "$root/tests/qemu/l2.gz"
+fi
+
+# check runs the Kemari tests, QEMU's Kemari mode and the upstream
+# regression set, of those this variant has.  The base runs only the
+# regression lists (make base-check).
+for m in kemari qemu regression regression-kemari; do
+	[ -f "$root/tests/$m.list" ] && cat "$root/tests/$m.list"
+done > "$root/tests/check.list"
 
 (cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 > "$OUT/initramfs.gz"

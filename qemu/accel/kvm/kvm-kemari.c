@@ -1,0 +1,255 @@
+/*
+ * Kemari for KVM: the KVM accelerator's side
+ *
+ * Kemari stops the guest before any write that could become visible
+ * outside it (Linux's Documentation/virt/kvm/kemari.rst): KVM holds the
+ * write, freezes every vCPU and returns KVM_EXIT_KEMARI_SYNC.  This file
+ * turns Kemari on (-accel kvm,kemari=on), parks each vCPU that reports a
+ * freeze, and completes the freeze from the main loop once every vCPU is
+ * out of KVM_RUN: the dirty rings are reaped and KVM_KEMARI_RESUME lets
+ * the held writes through.  Without a secondary that is all a freeze
+ * does; a checkpoint goes between the reap and the resume.
+ *
+ * Copyright (c) 2026 The Kemari for KVM authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <sys/ioctl.h>
+#include "qapi/error.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qom/object.h"
+#include "exec/memory.h"
+#include "hw/core/cpu.h"
+#include "sysemu/cpus.h"
+#include "sysemu/runstate.h"
+#include "sysemu/sysemu.h"
+#include "sysemu/kvm_int.h"
+#include "kvm-kemari.h"
+#include "trace.h"
+
+typedef struct KVMKemari {
+    bool enabled;               /* kemari=on, accepted by KVM */
+    bool requested;             /* kemari=on */
+    bool tsc_log;               /* kemari-tsc-log=on */
+    bool exempt_irqchip;        /* kemari-exempt-irqchip=on */
+    uint32_t dirty_quota;       /* kemari-dirty-quota, 0: none */
+    QEMUBH *freeze_bh;          /* completes a freeze in the main loop */
+    Notifier machine_done;      /* starts dirty tracking */
+    uint64_t sync_exits;        /* KVM_EXIT_KEMARI_SYNC seen, all vCPUs */
+    uint64_t freezes;           /* freezes completed by KVM_KEMARI_RESUME */
+} KVMKemari;
+
+static void kvm_kemari_machine_done(Notifier *n, void *unused);
+
+static KVMKemari kemari = {
+    .machine_done.notify = kvm_kemari_machine_done,
+};
+
+bool kvm_kemari_enabled(void)
+{
+    return kemari.enabled;
+}
+
+/*
+ * KVM pushes dirty ring entries only for memory slots that log dirty
+ * pages; a checkpoint needs every page written since the last one, and
+ * the dirty quota counts them, from the first instruction on.  Not from
+ * kvm_kemari_init(): the memory transaction that switches the slots needs
+ * kvm_state, which kvm_init() sets later.
+ */
+static void kvm_kemari_machine_done(Notifier *n, void *unused)
+{
+    memory_global_dirty_log_start(GLOBAL_DIRTY_KEMARI);
+}
+
+/*
+ * Runs in the main loop with the BQL.  pause_all_vcpus() kicks every vCPU
+ * that is still in KVM_RUN; KVM sends it back with the sync exit (or
+ * EINTR), after it has completed the I/O of its previous exit, so once
+ * all are paused the cut is complete and KVM_KEMARI_RESUME cannot fail
+ * with EBUSY.
+ */
+static void kvm_kemari_freeze_bh(void *opaque)
+{
+    uint64_t reaped;
+    int ret;
+
+    pause_all_vcpus();
+    reaped = kvm_dirty_ring_reap_all();
+    ret = kvm_vm_ioctl(kvm_state, KVM_KEMARI_RESUME, 0);
+    trace_kvm_kemari_resume(ret, reaped);
+    if (ret < 0) {
+        error_report("kemari: KVM_KEMARI_RESUME failed: %s; stopping the VM",
+                     strerror(-ret));
+        vm_stop(RUN_STATE_INTERNAL_ERROR);
+        return;
+    }
+    /* 1: the VM was not frozen any more (a second sync joined the first). */
+    if (ret == 0) {
+        kemari.freezes++;
+    }
+    resume_all_vcpus();
+}
+
+/*
+ * KVM_EXIT_KEMARI_SYNC, on the vCPU thread without the BQL.  Park the
+ * vCPU as cpu_stop_current() does: calling KVM_RUN again while the VM is
+ * frozen would only return the same exit.
+ */
+int kvm_kemari_handle_sync(CPUState *cpu, struct kvm_run *run)
+{
+    struct kvm_kemari_exit *e = &run->kemari;
+
+    trace_kvm_kemari_sync(cpu->cpu_index, e->reason, e->generation,
+                          e->write.count, e->dirty_entries);
+    qemu_mutex_lock_iothread();
+    kemari.sync_exits++;
+    cpu->stop = true;
+    qemu_bh_schedule(kemari.freeze_bh);
+    qemu_mutex_unlock_iothread();
+    return EXCP_INTERRUPT;
+}
+
+/* From kvm_init(), after the dirty ring and before any vCPU exists. */
+int kvm_kemari_init(KVMState *s)
+{
+    uint64_t flags = KVM_KEMARI_ENABLE;
+    int mask, ret;
+
+    if (!kemari.requested) {
+        if (kemari.dirty_quota || kemari.tsc_log || kemari.exempt_irqchip) {
+            error_report("kemari-dirty-quota, kemari-tsc-log and "
+                         "kemari-exempt-irqchip need kemari=on");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    mask = kvm_vm_check_extension(s, KVM_CAP_KEMARI);
+    if (mask <= 0) {
+        error_report("kemari=on: this kernel does not offer KVM_CAP_KEMARI "
+                     "for this VM");
+        return -ENOTSUP;
+    }
+    if (!s->kvm_dirty_ring_size) {
+        error_report("kemari=on needs the dirty ring: set dirty-ring-size "
+                     "(KVM must offer KVM_CAP_DIRTY_LOG_RING)");
+        return -EINVAL;
+    }
+    if (kemari.tsc_log) {
+        flags |= KVM_KEMARI_TSC_LOG;
+    }
+    if (kemari.exempt_irqchip) {
+        flags |= KVM_KEMARI_EXEMPT_IRQCHIP;
+    }
+    if (flags & ~(uint64_t)mask) {
+        error_report("kemari-%s=on: this kernel does not offer it",
+                     (flags & ~(uint64_t)mask & KVM_KEMARI_TSC_LOG) ?
+                     "tsc-log" : "exempt-irqchip");
+        return -ENOTSUP;
+    }
+    ret = kvm_vm_enable_cap(s, KVM_CAP_KEMARI, 0, flags,
+                            (uint64_t)kemari.dirty_quota);
+    if (ret == -EINVAL && kemari.dirty_quota) {
+        error_report("kemari-dirty-quota=%" PRIu32 ": KVM refuses it; it must "
+                     "be below dirty-ring-size less 64", kemari.dirty_quota);
+        return ret;
+    }
+    if (ret) {
+        error_report("kemari=on: KVM_ENABLE_CAP(KVM_CAP_KEMARI) failed: %s",
+                     strerror(-ret));
+        return ret;
+    }
+    /*
+     * Coalesced zones (PCI config, RTC index) would make every exit that
+     * finds the ring non-empty a sync point (kemari.rst 5): write them
+     * through instead.
+     */
+    s->coalesced_mmio = 0;
+    s->coalesced_pio = false;
+    qemu_add_machine_init_done_notifier(&kemari.machine_done);
+    kemari.freeze_bh = qemu_bh_new(kvm_kemari_freeze_bh, NULL);
+    kemari.enabled = true;
+    trace_kvm_kemari_enable(flags, kemari.dirty_quota);
+    return 0;
+}
+
+static bool kvm_kemari_get(Object *obj, Error **errp)
+{
+    return kemari.requested;
+}
+
+static void kvm_kemari_set(Object *obj, bool value, Error **errp)
+{
+    kemari.requested = value;
+}
+
+static bool kvm_kemari_get_tsc_log(Object *obj, Error **errp)
+{
+    return kemari.tsc_log;
+}
+
+static void kvm_kemari_set_tsc_log(Object *obj, bool value, Error **errp)
+{
+    kemari.tsc_log = value;
+}
+
+static bool kvm_kemari_get_exempt_irqchip(Object *obj, Error **errp)
+{
+    return kemari.exempt_irqchip;
+}
+
+static void kvm_kemari_set_exempt_irqchip(Object *obj, bool value,
+                                          Error **errp)
+{
+    kemari.exempt_irqchip = value;
+}
+
+static void kvm_kemari_get_dirty_quota(Object *obj, Visitor *v,
+                                       const char *name, void *opaque,
+                                       Error **errp)
+{
+    uint32_t value = kemari.dirty_quota;
+
+    visit_type_uint32(v, name, &value, errp);
+}
+
+static void kvm_kemari_set_dirty_quota(Object *obj, Visitor *v,
+                                       const char *name, void *opaque,
+                                       Error **errp)
+{
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    kemari.dirty_quota = value;
+}
+
+void kvm_kemari_class_init(ObjectClass *oc)
+{
+    object_class_property_add_bool(oc, "kemari", kvm_kemari_get,
+                                   kvm_kemari_set);
+    object_class_property_set_description(oc, "kemari",
+        "Stop the guest before every write to an in-kernel device, "
+        "for replication (needs dirty-ring-size)");
+    object_class_property_add_bool(oc, "kemari-tsc-log",
+                                   kvm_kemari_get_tsc_log,
+                                   kvm_kemari_set_tsc_log);
+    object_class_property_set_description(oc, "kemari-tsc-log",
+        "Let KVM log the guest's TSC reads for the restore (kemari=on)");
+    object_class_property_add_bool(oc, "kemari-exempt-irqchip",
+                                   kvm_kemari_get_exempt_irqchip,
+                                   kvm_kemari_set_exempt_irqchip);
+    object_class_property_set_description(oc, "kemari-exempt-irqchip",
+        "Do not stop at writes to the in-kernel PIT, PIC and IOAPIC "
+        "(kemari=on)");
+    object_class_property_add(oc, "kemari-dirty-quota", "uint32",
+                              kvm_kemari_get_dirty_quota,
+                              kvm_kemari_set_dirty_quota, NULL, NULL);
+    object_class_property_set_description(oc, "kemari-dirty-quota",
+        "Stop the guest when a vCPU has dirtied this many pages since "
+        "the last stop, 0 for no quota (kemari=on)");
+}
