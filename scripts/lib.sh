@@ -1,5 +1,7 @@
 # Shared settings for the Kemari build scripts; sourced, not run.
 set -euo pipefail
+# A failure inside $(...) fails the script too (sync_stage's callers).
+shopt -s inherit_errexit
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${KEMARI_BUILD:-$TOP/build}

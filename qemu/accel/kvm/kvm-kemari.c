@@ -16,12 +16,14 @@
  */
 
 #include "qemu/osdep.h"
-#include <sys/ioctl.h>
 #include "qapi/error.h"
+#include "qapi/visitor.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qom/object.h"
 #include "exec/memory.h"
+#include "hw/boards.h"
+#include "migration/blocker.h"
 #include "hw/core/cpu.h"
 #include "sysemu/cpus.h"
 #include "sysemu/runstate.h"
@@ -38,6 +40,7 @@ typedef struct KVMKemari {
     uint32_t dirty_quota;       /* kemari-dirty-quota, 0: none */
     QEMUBH *freeze_bh;          /* completes a freeze in the main loop */
     Notifier machine_done;      /* starts dirty tracking */
+    Error *migration_blocker;
     uint64_t sync_exits;        /* KVM_EXIT_KEMARI_SYNC seen, all vCPUs */
     uint64_t freezes;           /* freezes completed by KVM_KEMARI_RESUME */
 } KVMKemari;
@@ -62,7 +65,17 @@ bool kvm_kemari_enabled(void)
  */
 static void kvm_kemari_machine_done(Notifier *n, void *unused)
 {
+    if (!kvm_enabled()) {
+        return;
+    }
     memory_global_dirty_log_start(GLOBAL_DIRTY_KEMARI);
+    /*
+     * A held write lives in KVM, not in the migration stream: until the
+     * Kemari checkpoint carries it, migration and snapshots would lose it.
+     */
+    error_setg(&kemari.migration_blocker,
+               "kemari=on: held device writes are not migrated yet");
+    migrate_add_blocker(kemari.migration_blocker, &error_fatal);
 }
 
 /*
@@ -78,18 +91,31 @@ static void kvm_kemari_freeze_bh(void *opaque)
     int ret;
 
     pause_all_vcpus();
+    /*
+     * A peer that reported the freeze while pause_all_vcpus() waited
+     * rescheduled us; no new freeze can start with every vCPU out of
+     * KVM_RUN, so that run would find nothing to do.
+     */
+    qemu_bh_cancel(kemari.freeze_bh);
     reaped = kvm_dirty_ring_reap_all();
     ret = kvm_vm_ioctl(kvm_state, KVM_KEMARI_RESUME, 0);
-    trace_kvm_kemari_resume(ret, reaped);
+    if (ret == 0) {
+        kemari.freezes++;
+    }
+    trace_kvm_kemari_resume(ret, reaped, kemari.sync_exits, kemari.freezes);
     if (ret < 0) {
         error_report("kemari: KVM_KEMARI_RESUME failed: %s; stopping the VM",
                      strerror(-ret));
         vm_stop(RUN_STATE_INTERNAL_ERROR);
         return;
     }
-    /* 1: the VM was not frozen any more (a second sync joined the first). */
-    if (ret == 0) {
-        kemari.freezes++;
+    /*
+     * ret 1: an earlier run of this bottom half ended the freeze.  A reset
+     * or shutdown that a vCPU asked for while it stopped is the main
+     * loop's to handle next; it resumes the vCPUs itself.
+     */
+    if (qemu_reset_requested_get() || qemu_shutdown_requested_get()) {
+        return;
     }
     resume_all_vcpus();
 }
@@ -114,7 +140,7 @@ int kvm_kemari_handle_sync(CPUState *cpu, struct kvm_run *run)
 }
 
 /* From kvm_init(), after the dirty ring and before any vCPU exists. */
-int kvm_kemari_init(KVMState *s)
+int kvm_kemari_init(MachineState *ms, KVMState *s)
 {
     uint64_t flags = KVM_KEMARI_ENABLE;
     int mask, ret;
@@ -126,6 +152,15 @@ int kvm_kemari_init(KVMState *s)
             return -EINVAL;
         }
         return 0;
+    }
+    /*
+     * QEMU sets SEV up with the legacy KVM_SEV_INIT, which KVM cannot tell
+     * from a VM whose state it can read (Linux's kemari.rst, section 10).
+     */
+    if (ms->cgs) {
+        error_report("kemari=on: a confidential guest (confidential-guest-"
+                     "support) keeps state that no checkpoint can read");
+        return -ENOTSUP;
     }
     mask = kvm_vm_check_extension(s, KVM_CAP_KEMARI);
     if (mask <= 0) {
@@ -154,7 +189,9 @@ int kvm_kemari_init(KVMState *s)
                             (uint64_t)kemari.dirty_quota);
     if (ret == -EINVAL && kemari.dirty_quota) {
         error_report("kemari-dirty-quota=%" PRIu32 ": KVM refuses it; it must "
-                     "be below dirty-ring-size less 64", kemari.dirty_quota);
+                     "not exceed dirty-ring-size less KVM's reserved entries "
+                     "(64, and 512 more with PML on Intel)",
+                     kemari.dirty_quota);
         return ret;
     }
     if (ret) {
@@ -170,10 +207,26 @@ int kvm_kemari_init(KVMState *s)
     s->coalesced_mmio = 0;
     s->coalesced_pio = false;
     qemu_add_machine_init_done_notifier(&kemari.machine_done);
-    kemari.freeze_bh = qemu_bh_new(kvm_kemari_freeze_bh, NULL);
+    /*
+     * In the iohandler context, which no nested aio_poll() runs (a drain in
+     * a device reset, say), so that the bottom half never resumes vCPUs in
+     * the middle of someone else's pause.
+     */
+    kemari.freeze_bh = aio_bh_new(iohandler_get_aio_context(),
+                                  kvm_kemari_freeze_bh, NULL);
     kemari.enabled = true;
     trace_kvm_kemari_enable(flags, kemari.dirty_quota);
     return 0;
+}
+
+static bool kvm_kemari_set_late(Error **errp)
+{
+    if (kvm_state) {
+        error_setg(errp, "Cannot set properties after the accelerator has "
+                   "been initialized");
+        return true;
+    }
+    return false;
 }
 
 static bool kvm_kemari_get(Object *obj, Error **errp)
@@ -183,6 +236,9 @@ static bool kvm_kemari_get(Object *obj, Error **errp)
 
 static void kvm_kemari_set(Object *obj, bool value, Error **errp)
 {
+    if (kvm_kemari_set_late(errp)) {
+        return;
+    }
     kemari.requested = value;
 }
 
@@ -193,6 +249,9 @@ static bool kvm_kemari_get_tsc_log(Object *obj, Error **errp)
 
 static void kvm_kemari_set_tsc_log(Object *obj, bool value, Error **errp)
 {
+    if (kvm_kemari_set_late(errp)) {
+        return;
+    }
     kemari.tsc_log = value;
 }
 
@@ -204,6 +263,9 @@ static bool kvm_kemari_get_exempt_irqchip(Object *obj, Error **errp)
 static void kvm_kemari_set_exempt_irqchip(Object *obj, bool value,
                                           Error **errp)
 {
+    if (kvm_kemari_set_late(errp)) {
+        return;
+    }
     kemari.exempt_irqchip = value;
 }
 
@@ -222,7 +284,8 @@ static void kvm_kemari_set_dirty_quota(Object *obj, Visitor *v,
 {
     uint32_t value;
 
-    if (!visit_type_uint32(v, name, &value, errp)) {
+    if (kvm_kemari_set_late(errp) ||
+        !visit_type_uint32(v, name, &value, errp)) {
         return;
     }
     kemari.dirty_quota = value;

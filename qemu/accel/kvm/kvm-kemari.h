@@ -12,7 +12,7 @@
 #include "sysemu/kemari.h"
 
 void kvm_kemari_class_init(ObjectClass *oc);
-int kvm_kemari_init(KVMState *s);
+int kvm_kemari_init(MachineState *ms, KVMState *s);
 int kvm_kemari_handle_sync(CPUState *cpu, struct kvm_run *run);
 
 /* kvm-all.c: reap every vCPU's dirty ring; all vCPUs must be stopped. */
