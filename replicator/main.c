@@ -48,8 +48,9 @@ static void usage(void)
 		"  --event-log FILE     primary: log checkpoints and acknowledgments\n"
 		"  --ack-delay MS       secondary: delay every acknowledgment (tests)\n"
 		"  --grace MS           primary: stay stopped this long after losing the\n"
-		"                       secondary, to be fenced (default 3 x --timeout)\n"
-		"  --fence-timeout MS   secondary: limit for --fence (default 30000)\n"
+		"                       secondary, to be fenced (default and least: the\n"
+		"                       secondary's timeout + fence timeout + a margin)\n"
+		"  --fence-timeout MS   secondary: limit for --fence (default 10000)\n"
 		"  --corrupt-every N    primary: damage the first send of every Nth\n"
 		"                       checkpoint on the wire (tests)\n"
 		"  --block-every N      a block write every N records (default 1, 0: none)\n"
@@ -103,7 +104,7 @@ int main(int argc, char **argv)
 		.heartbeat_ms = 100,
 		.stats_ms = 1000,
 		.grace_ms = -1,
-		.fence_timeout_ms = 30000,
+		.fence_timeout_ms = 10000,
 	};
 	const char *mode;
 	int c;
@@ -226,8 +227,6 @@ int main(int argc, char **argv)
 		die("--quota must be below the ring's soft limit (--ring less 64)");
 	if (o.plug_dev && !o.pipelined)
 		die("--plug-dev holds output until an acknowledgment: it needs --pipelined");
-	if (o.grace_ms < 0)
-		o.grace_ms = 3 * o.timeout_ms;
 	if (o.fence && o.fence_file)
 		die("--fence and --fence-file: give one fencing command");
 	if (o.fence_file)

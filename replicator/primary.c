@@ -320,6 +320,46 @@ static void *link__reader(void *arg)
 	}
 }
 
+/*
+ * The handshake (wire.h): the VM's shape and the timing rule.  Without
+ * --grace the primary takes the least grace the secondary allows.
+ */
+static void primary__hello(const struct options *o)
+{
+	struct wire_hello mine = {
+		.version = WIRE_VERSION,
+		.role = HELLO_PRIMARY,
+		.nr_vcpus = o->vm.nr_vcpus,
+		.mem_size = o->vm.mem_size,
+		.timeout_ms = o->timeout_ms,
+		.grace_ms = o->grace_ms < 0 ? 0 : o->grace_ms,
+	}, peer;
+	struct msg_hdr h;
+	char why[320];
+	int r;
+
+	r = wire__send(rlink.fd, MSG_HELLO, 0, &mine, sizeof(mine));
+	if (!r)
+		r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 512,
+			       10000);
+	if (r)
+		die("handshake with the secondary: %s", wire__strerror(r));
+	if (h.type == MSG_NAK)
+		die("the secondary refused the handshake: %.*s", (int)h.len,
+		    rlink.buf);
+	if (h.type != MSG_HELLO || h.len != sizeof(peer))
+		die("handshake: the secondary answered with message type %u",
+		    h.type);
+	memcpy(&peer, rlink.buf, sizeof(peer));
+	if (wire__hello_check(&mine, &peer, why, sizeof(why)))
+		die("handshake: refusing the secondary: %s", why);
+	rlink.grace_ms = mine.grace_ms ? mine.grace_ms :
+			 wire__min_grace_ms(peer.timeout_ms,
+					    peer.fence_timeout_ms);
+	info_msg("handshake: the secondary times out after %u ms and fences for up to %u ms; this primary holds its output for %d ms after losing it",
+		 peer.timeout_ms, peer.fence_timeout_ms, rlink.grace_ms);
+}
+
 static void primary__connect(struct vmm *vmm, const struct options *o)
 {
 	rlink.fd = wire__connect(o->peer, o->port, 10000);
@@ -327,6 +367,7 @@ static void primary__connect(struct vmm *vmm, const struct options *o)
 		die("cannot reach the secondary at %s:%d: %s", o->peer,
 		    o->port, strerror(-rlink.fd));
 	wire__send_timeout(rlink.fd, o->timeout_ms);
+	primary__hello(o);
 	rlink.up = true;
 	rlink.pipelined = o->pipelined;
 	vmm->dev.settle_ms = o->timeout_ms;

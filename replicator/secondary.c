@@ -227,11 +227,79 @@ static bool secondary__message(const struct options *o, int fd,
 	}
 }
 
+/*
+ * The handshake (wire.h).  Returns the grace the primary holds its output
+ * for after losing the link, or 0 if the primary is refused.
+ */
+static uint32_t secondary__hello(const struct options *o, int fd)
+{
+	struct wire_hello mine = {
+		.version = WIRE_VERSION,
+		.role = HELLO_SECONDARY,
+		.nr_vcpus = o->vm.nr_vcpus,
+		.mem_size = o->vm.mem_size,
+		.timeout_ms = o->timeout_ms,
+		.fence_timeout_ms = o->fence ? o->fence_timeout_ms : 0,
+	}, peer;
+	uint8_t *buf = NULL;
+	struct msg_hdr h;
+	char why[320];
+	size_t cap = 0;
+	int r;
+
+	r = wire__recv(fd, &h, &buf, &cap, 512, 10000);
+	if (r) {
+		warn_msg("handshake with the primary: %s", wire__strerror(r));
+		free(buf);
+		return 0;
+	}
+	if (h.type != MSG_HELLO || h.len != sizeof(peer)) {
+		snprintf(why, sizeof(why), "the first message is type %u, not a handshake",
+			 h.type);
+	} else {
+		memcpy(&peer, buf, sizeof(peer));
+		if (!wire__hello_check(&mine, &peer, why, sizeof(why)))
+			why[0] = 0;
+	}
+	free(buf);
+	if (why[0]) {
+		warn_msg("handshake: refusing the primary: %s", why);
+		wire__send(fd, MSG_NAK, 0, why, strlen(why));
+		return 0;
+	}
+	if (wire__send(fd, MSG_HELLO, 0, &mine, sizeof(mine)))
+		return 0;
+	return peer.grace_ms ? peer.grace_ms :
+	       wire__min_grace_ms(mine.timeout_ms, mine.fence_timeout_ms);
+}
+
+/*
+ * The takeover bound: once the primary has been silent this long it may
+ * have gone on unprotected and released output that no checkpoint here
+ * holds.  Half the margin is left for the clock rates and the network, and
+ * half for the fence's own slack (README.md, "Split brain").
+ */
+static bool secondary__too_late(const struct options *o, uint64_t last_heard,
+				uint32_t grace_ms, const char *when)
+{
+	uint32_t fence_ms = o->fence ? o->fence_timeout_ms : 0;
+	uint64_t bound = grace_ms - wire__margin_ms(o->timeout_ms, fence_ms) / 2;
+	uint64_t silent = (now_ns() - last_heard) / 1000000;
+
+	if (silent <= bound)
+		return false;
+	warn_msg("%s, the primary has been silent for %llu ms, past the bound of %llu ms it agreed to (its grace %u ms less the margin): it may have gone on unprotected and released output that this checkpoint does not hold; refusing to take over",
+		 when, (unsigned long long)silent, (unsigned long long)bound,
+		 grace_ms);
+	return true;
+}
+
 int secondary__main(const struct options *o)
 {
 	static struct replica rep;
 	uint64_t max_len = o->vm.mem_size + o->vm.mem_size / 256 + (1 << 20);
-	uint64_t last_heard;
+	uint64_t last_heard, last_return, fresh_seq = 0;
+	uint32_t grace_ms;
 	struct msg_hdr h;
 	char peer[64] = "unknown", reason[128] = "replication link lost";
 	uint8_t *buf = NULL;
@@ -253,12 +321,37 @@ int secondary__main(const struct options *o)
 	close(lfd);
 	secondary__peer_name(fd, peer, sizeof(peer));
 	wire__send_timeout(fd, o->timeout_ms);
+	grace_ms = secondary__hello(o, fd);
+	if (!grace_ms) {
+		close(fd);
+		return EXIT_REFUSED;
+	}
 
-	last_heard = now_ns();
+	last_heard = last_return = now_ns();
 	for (;;) {
+		uint64_t now;
+
 		/* The first, full, checkpoint takes the primary a while. */
 		r = wire__recv(fd, &h, &buf, &cap, max_len,
 			       rep.valid ? o->timeout_ms : 60000);
+		/*
+		 * A secondary that did not run for longer than the timeout
+		 * (stopped, swapped out, its host stalled) cannot tell when
+		 * what it reads now was sent: the primary may have given up
+		 * on it meanwhile.  Until a checkpoint comes that the primary
+		 * can only have sent after this secondary's next ack, the
+		 * primary counts as last heard before the stall.
+		 */
+		now = now_ns();
+		if (rep.valid && !fresh_seq &&
+		    now - last_return > (o->timeout_ms + 250) * 1000000ULL) {
+			fresh_seq = rep.seq + 2;
+			warn_msg("this secondary did not run for %llu ms: until checkpoint %llu comes, the primary counts as last heard %llu ms ago",
+				 (unsigned long long)(now - last_return) / 1000000,
+				 (unsigned long long)fresh_seq,
+				 (unsigned long long)(now - last_heard) / 1000000);
+		}
+		last_return = now;
 		if (r == WIRE_BAD_PAYLOAD) {
 			warn_msg("message %llu refused: %s; keeping checkpoint %llu",
 				 (unsigned long long)h.seq, wire__strerror(r),
@@ -272,7 +365,12 @@ int secondary__main(const struct options *o)
 				 wire__strerror(r));
 			break;
 		}
-		last_heard = now_ns();
+		if (!fresh_seq) {
+			last_heard = now;
+		} else if (h.type == MSG_CKPT && h.seq >= fresh_seq) {
+			fresh_seq = 0;
+			last_heard = now;
+		}
 		if (h.type == MSG_BYE) {
 			info_msg("the primary finished the guest at checkpoint %llu; standing down",
 				 (unsigned long long)rep.seq);
@@ -292,7 +390,9 @@ int secondary__main(const struct options *o)
 		warn_msg("no complete checkpoint yet: nothing to take over from");
 		return EXIT_REFUSED;
 	}
-	if (secondary__fence(o, &rep, peer, reason))
+	if (secondary__too_late(o, last_heard, grace_ms, "before running the fence") ||
+	    secondary__fence(o, &rep, peer, reason) ||
+	    secondary__too_late(o, last_heard, grace_ms, "when the fence returned"))
 		return EXIT_REFUSED;
 	return secondary__takeover(o, &rep, last_heard);
 }

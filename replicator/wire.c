@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,6 +25,43 @@ const char *wire__strerror(int status)
 	case WIRE_TOO_BIG:	return "message larger than allowed";
 	default:		return "system error";
 	}
+}
+
+int wire__hello_check(const struct wire_hello *mine,
+		      const struct wire_hello *peer, char *why, size_t len)
+{
+	const struct wire_hello *pri = mine->role == HELLO_PRIMARY ? mine : peer;
+	const struct wire_hello *sec = mine->role == HELLO_PRIMARY ? peer : mine;
+	uint32_t min;
+
+	if (peer->version != WIRE_VERSION) {
+		snprintf(why, len, "protocol version %u, not %u", peer->version,
+			 WIRE_VERSION);
+		return -1;
+	}
+	if (peer->role == mine->role || peer->reserved) {
+		snprintf(why, len, "the peer is not a %s",
+			 mine->role == HELLO_PRIMARY ? "secondary" : "primary");
+		return -1;
+	}
+	if (peer->nr_vcpus != mine->nr_vcpus || peer->mem_size != mine->mem_size) {
+		snprintf(why, len, "VM shape %u vCPUs, %llu MiB, not %u vCPUs, %llu MiB (--vcpus, --mem)",
+			 peer->nr_vcpus,
+			 (unsigned long long)(peer->mem_size >> 20),
+			 mine->nr_vcpus,
+			 (unsigned long long)(mine->mem_size >> 20));
+		return -1;
+	}
+	min = wire__min_grace_ms(sec->timeout_ms, sec->fence_timeout_ms);
+	/* 0: the primary takes the least that the secondary allows. */
+	if (pri->grace_ms && pri->grace_ms < min) {
+		snprintf(why, len, "the primary's --grace %u ms is below the secondary's --timeout %u + --fence-timeout %u + margin %u = %u ms: a slow fence could take over after the primary has gone on unprotected",
+			 pri->grace_ms, sec->timeout_ms, sec->fence_timeout_ms,
+			 wire__margin_ms(sec->timeout_ms, sec->fence_timeout_ms),
+			 min);
+		return -1;
+	}
+	return 0;
 }
 
 static int write_all(int fd, const void *buf, size_t len)

@@ -24,7 +24,58 @@ enum msg_type {
 	MSG_HEARTBEAT = 4,	/* primary: still alive */
 	MSG_BYE = 5,		/* primary: the guest finished; no takeover */
 	MSG_DETACH = 6,		/* primary: goes on unprotected; no takeover */
+	MSG_HELLO = 7,		/* both: the handshake (struct wire_hello) */
 };
+
+/*
+ * The handshake: the first message each way on a new link.  The primary
+ * sends its MSG_HELLO; the secondary checks it and answers with its own,
+ * or with MSG_NAK and the reason.  The primary checks the answer the same
+ * way.  Both then hold the other to the timing rule of wire__hello_check():
+ * the primary goes on unprotected after losing the link only once the
+ * secondary can no longer take over (README.md, "Split brain").  Issue
+ * 17's authentication of the peer is to come before anything in it is
+ * trusted; "reserved" is kept for it and must be 0.
+ */
+#define HELLO_PRIMARY	1
+#define HELLO_SECONDARY	2
+
+struct wire_hello {
+	uint32_t version;		/* WIRE_VERSION */
+	uint32_t role;			/* HELLO_PRIMARY or HELLO_SECONDARY */
+	uint32_t nr_vcpus;		/* the VM's shape: must match */
+	uint32_t reserved;
+	uint64_t mem_size;
+	uint32_t timeout_ms;		/* the sender's --timeout */
+	uint32_t grace_ms;		/* primary: its --grace; secondary: 0 */
+	/* secondary: its --fence-timeout, 0 if it never fences; primary: 0 */
+	uint32_t fence_timeout_ms;
+	uint32_t pad;
+};
+
+/*
+ * The margin that the timing rule leaves for clock rate differences,
+ * scheduling and the network between the two hosts.
+ */
+static inline uint32_t wire__margin_ms(uint32_t timeout_ms, uint32_t fence_ms)
+{
+	return 250 + (timeout_ms + fence_ms) / 20;
+}
+
+/* The shortest grace a secondary with these settings allows. */
+static inline uint32_t wire__min_grace_ms(uint32_t timeout_ms,
+					  uint32_t fence_ms)
+{
+	return timeout_ms + fence_ms + wire__margin_ms(timeout_ms, fence_ms);
+}
+
+/*
+ * Check the peer's hello against ours; 0, or -1 with the reason in why.
+ * The rule: grace > the secondary's timeout + its fence timeout + the
+ * margin.
+ */
+int wire__hello_check(const struct wire_hello *mine,
+		      const struct wire_hello *peer, char *why, size_t len);
 
 struct msg_hdr {
 	uint32_t magic;

@@ -607,9 +607,9 @@ static void run__start(struct run *run, unsigned int round,
 		if (fence_file) {
 			argv[n++] = "--fence-file";
 			argv[n++] = (char *)fence_file;
-			argv[n++] = "--fence-timeout";
-			argv[n++] = "1500";
 		}
+		argv[n++] = "--fence-timeout";
+		argv[n++] = fence_file ? "1500" : "2000";
 		run->secondary = spawn(run->sec_err, argv);
 	}
 }
@@ -1022,8 +1022,105 @@ static void fence_hygiene(void)
 		kill(pid, SIGKILL);
 }
 
+/*
+ * The handshake refuses a pair whose timing lets a fence finish after the
+ * primary has gone on unprotected, and a pair of different VM shapes;
+ * both ends say why, and no guest output leaves.
+ */
+static void handshake_refused(const char *name, const char *grace,
+			      const char *vcpus, const char *msg)
+{
+	char sout[PATH_MAX], pout[PATH_MAX], sblk[PATH_MAX], pblk[PATH_MAX];
+	char *sec[] = { exe, "secondary", "--port", "7597", "--block",
+			sblk, "--timeout", "1000", "--fence", "exit 0",
+			"--fence-timeout", "2000", "--vcpus", (char *)vcpus,
+			NULL };
+	char *pri[] = { exe, "primary", "--peer", "127.0.0.1", "--port",
+			"7597", "--block", pblk, "--stats", "0",
+			"--grace", (char *)grace, NULL };
+	int st_sec, st_pri;
+	bool ok;
+
+	snprintf(sout, sizeof(sout), "%s/hello-sec.out", dir);
+	snprintf(pout, sizeof(pout), "%s/hello-pri.out", dir);
+	snprintf(sblk, sizeof(sblk), "%s/hello-sec.img", dir);
+	snprintf(pblk, sizeof(pblk), "%s/hello-pri.img", dir);
+	{
+		pid_t s = spawn(sout, sec), p;
+
+		usleep(200000);
+		p = spawn(pout, pri);
+		st_pri = reap(p, 60);
+		st_sec = reap(s, 60);
+	}
+	ok = exited(st_sec, 3) && file_has(sout, "refusing the primary") &&
+	     file_has(sout, msg) && st_pri != -1 && WIFEXITED(st_pri) &&
+	     WEXITSTATUS(st_pri) && file_has(pout, "refused the handshake") &&
+	     file_has(pout, msg) && !file_has(pout, "running protected");
+	tap(ok, "split brain, handshake: %s is refused by both ends, saying \"%s\"",
+	    name, msg);
+	if (!ok) {
+		diag("secondary said:");
+		dump(sout);
+		diag("primary said:");
+		dump(pout);
+	}
+}
+
+/*
+ * The secondary stops (SIGSTOP, as a stalled host) for longer than the
+ * primary's grace.  The primary gives up on it and runs on unprotected;
+ * when the secondary runs again it reads what was queued on the link, but
+ * must not take it as news: the primary has been silent past the bound
+ * both agreed to, so it refuses to take over (a takeover would resume a
+ * checkpoint older than output the observer has seen), and its fence,
+ * which would kill the primary, never runs.
+ */
+static void stalled_secondary(void)
+{
+	char why[256] = "";
+	unsigned int dups = 0;
+	struct run run;
+	int st_sec, st_pri, i;
+	bool ok, unprotected = false;
+
+	run__start(&run, 95, STONITH, rnd(), false, NULL);
+	if (!run__wait_records(&run, 10, 300)) {
+		tap(false, "split brain, stalled secondary: the primary stopped early");
+		run__dump(&run);
+		return;
+	}
+	kill(run.secondary, SIGSTOP);
+	for (i = 0; i < 600 && !unprotected; i++) {
+		usleep(100000);
+		unprotected = file_has(run.pri_err, "UNPROTECTED");
+	}
+	usleep(500000);
+	kill(run.secondary, SIGCONT);
+	st_sec = reap(run.secondary, 300);
+	st_pri = reap(run.primary, 300);
+	run__stop_observer(&run);
+
+	ok = unprotected && exited(st_sec, 3) &&
+	     file_has(run.sec_err, "did not run for") &&
+	     file_has(run.sec_err, "refusing to take over") &&
+	     file_has(run.sec_err, "past the bound") &&
+	     !file_has(run.sec_err, "fencing") &&
+	     exited(st_pri, 0) && file_has(run.pri_err, "verify: ok") &&
+	     run__check_stream(&run, 0, &dups, why, sizeof(why));
+	tap(ok, "split brain, stalled secondary: the primary went on unprotected, the secondary refused to take over when it woke%s%s",
+	    *why ? "; " : "", why);
+	if (!ok)
+		run__dump(&run);
+}
+
 static void test_split_brain(void)
 {
+	handshake_refused("a grace shorter than timeout + fence timeout + margin",
+			  "3000", "2", "--grace 3000 ms is below");
+	handshake_refused("a different number of vCPUs", "4000", "1",
+			  "--vcpus");
+	stalled_secondary();
 	split_brain("no fencing configured", NULL, false);
 	split_brain("fencing fails", "exit 1", false);
 	split_brain("fencing kills the primary", STONITH, true);
