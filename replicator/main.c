@@ -47,6 +47,8 @@ static void usage(void)
 		"  --plug-dev IFNAME    primary: hold IFNAME's output until acknowledged\n"
 		"  --event-log FILE     primary: log checkpoints and acknowledgments\n"
 		"  --ack-delay MS       secondary: delay every acknowledgment (tests)\n"
+		"  --ack-timeout MS     primary: wait this long for an acknowledgment,\n"
+		"                       then detach (default 10 x --timeout)\n"
 		"  --grace MS           primary: stay stopped this long after losing the\n"
 		"                       secondary, to be fenced (default and least: the\n"
 		"                       secondary's timeout + fence timeout + a margin)\n"
@@ -86,7 +88,7 @@ int main(int argc, char **argv)
 		{ "plug-dev", 1, 0, 'D' }, { "event-log", 1, 0, 'E' },
 		{ "ack-delay", 1, 0, 'A' }, { "grace", 1, 0, 'g' },
 		{ "fence-timeout", 1, 0, 'F' }, { "block-every", 1, 0, 'B' },
-		{ "fence-file", 1, 0, 'X' },
+		{ "fence-file", 1, 0, 'X' }, { "ack-timeout", 1, 0, 'W' },
 		{ "harvest", 1, 0, 'H' }, { "no-tsc-log", 0, 0, 'T' },
 		{ "corrupt-every", 1, 0, 'C' }, { 0 }
 	};
@@ -181,6 +183,9 @@ int main(int argc, char **argv)
 		case 'E':
 			o.event_log = optarg;
 			break;
+		case 'W':
+			o.ack_timeout_ms = num(optarg);
+			break;
 		case 'A':
 			o.ack_delay_ms = num(optarg);
 			break;
@@ -227,6 +232,8 @@ int main(int argc, char **argv)
 		die("--quota must be below the ring's soft limit (--ring less 64)");
 	if (o.plug_dev && !o.pipelined)
 		die("--plug-dev holds output until an acknowledgment: it needs --pipelined");
+	if (!o.ack_timeout_ms)
+		o.ack_timeout_ms = 10 * o.timeout_ms;
 	if (o.fence && o.fence_file)
 		die("--fence and --fence-file: give one fencing command");
 	if (o.fence_file)

@@ -38,6 +38,7 @@ struct link {
 	bool up;
 	bool pipelined;
 	int timeout_ms;
+	int ack_timeout_ms;		/* --ack-timeout */
 	int heartbeat_ms;
 	pthread_mutex_t lock;		/* sends, up, inflight */
 	pthread_cond_t acked;
@@ -111,7 +112,8 @@ static void *link__heartbeat(void *arg)
 		pthread_mutex_lock(&rlink.lock);
 		if (__atomic_load_n(&drop_link, __ATOMIC_RELAXED))
 			link__lost_locked(0, "cut on request (SIGUSR1)");
-		r = rlink.up ? wire__send(rlink.fd, MSG_HEARTBEAT, 0, NULL, 0) : 0;
+		r = rlink.up ? wire__send(rlink.fd, MSG_HEARTBEAT, now_ns(),
+					  NULL, 0) : 0;
 		if (r)
 			link__lost_locked(0, wire__strerror(r));
 		if (!rlink.up) {
@@ -155,6 +157,22 @@ static bool link__reply(uint64_t seq, int r, const struct msg_hdr *h)
 {
 	char why[128];
 
+	/*
+	 * A secondary that is slow to acknowledge is alive: the link still
+	 * carries heartbeats both ways.  Tell it that this primary goes on
+	 * unprotected, so that it stands down instead of fencing a healthy
+	 * primary; it may not get the message, so the grace still applies.
+	 */
+	if (r == WIRE_TIMEOUT) {
+		snprintf(why, sizeof(why), "not acknowledged within --ack-timeout %d ms; detached",
+			 rlink.ack_timeout_ms);
+		pthread_mutex_lock(&rlink.lock);
+		if (rlink.up)
+			wire__send(rlink.fd, MSG_DETACH, seq, NULL, 0);
+		link__lost_locked(seq, why);
+		pthread_mutex_unlock(&rlink.lock);
+		return false;
+	}
 	if (r) {
 		link__lost(seq, wire__strerror(r));
 		return false;
@@ -197,8 +215,7 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 		pthread_mutex_unlock(&rlink.lock);
 		if (!r)
 			r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 256,
-				       tries || seq > 1 ? rlink.timeout_ms :
-				       rlink.timeout_ms * 10);
+				       rlink.ack_timeout_ms);
 		if (r || h.type != MSG_NAK)
 			return link__reply(seq, r, &h) ? 0 : -EPIPE;
 		warn_msg("the secondary refused checkpoint %llu (%.*s); sending it again",
@@ -284,7 +301,7 @@ static void *link__reader(void *arg)
 		/* The timeout counts from the send, not from the last ack. */
 		if (!rlink.up || (r == WIRE_TIMEOUT &&
 				  (!seq || now_ns() - rlink.sent_at <
-					   rlink.timeout_ms * 1000000ULL))) {
+					   rlink.ack_timeout_ms * 1000000ULL))) {
 			bool up = rlink.up;
 
 			pthread_mutex_unlock(&rlink.lock);
@@ -397,6 +414,7 @@ int primary__main(const struct options *o)
 	prog_role = "primary";
 	signal(SIGUSR1, on_sigusr1);
 	rlink.timeout_ms = o->timeout_ms;
+	rlink.ack_timeout_ms = o->ack_timeout_ms;
 	rlink.heartbeat_ms = o->heartbeat_ms;
 	rlink.grace_ms = o->grace_ms;
 	rlink.corrupt_every = o->corrupt_every;

@@ -30,6 +30,7 @@ struct options {
 	int grace_ms;			/* primary: wait to be fenced */
 	int corrupt_every;		/* primary: damage checkpoints (tests) */
 	int fence_timeout_ms;		/* secondary: fencing command limit */
+	int ack_timeout_ms;		/* primary: wait for an ack this long */
 };
 
 /* The guest payload, linked in by guest_image.S. */

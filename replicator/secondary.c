@@ -274,6 +274,33 @@ static uint32_t secondary__hello(const struct options *o, int fd)
 }
 
 /*
+ * When the primary last spoke, on this host's clock.  Each heartbeat
+ * carries the primary's monotonic time of sending (wire.h).  The least
+ * difference between receipt and that time seen so far is the clocks'
+ * offset plus the quickest delivery; a heartbeat read later than that
+ * waited in a queue (this secondary stopped, its host or the link
+ * stalled), and the primary counts as heard when it sent it, not when it
+ * was read: it may have given up on this secondary meanwhile.
+ */
+static void secondary__heard(const struct options *o, const struct msg_hdr *h,
+			     uint64_t *last_heard, int64_t *offset, bool *warned)
+{
+	uint64_t now = now_ns(), sent;
+	int64_t d = (int64_t)now - (int64_t)h->seq;
+
+	if (d < *offset)
+		*offset = d;
+	sent = (uint64_t)((int64_t)h->seq + *offset);
+	if (now - sent > o->timeout_ms * 1000000ULL && !*warned) {
+		warn_msg("a heartbeat read now was sent %llu ms ago: this secondary or the link was stalled; the primary counts as heard when it sent it",
+			 (unsigned long long)(now - sent) / 1000000);
+		*warned = true;
+	}
+	if (sent > *last_heard)
+		*last_heard = sent;
+}
+
+/*
  * The takeover bound: once the primary has been silent this long it may
  * have gone on unprotected and released output that no checkpoint here
  * holds.  Half the margin is left for the clock rates and the network, and
@@ -298,7 +325,9 @@ int secondary__main(const struct options *o)
 {
 	static struct replica rep;
 	uint64_t max_len = o->vm.mem_size + o->vm.mem_size / 256 + (1 << 20);
-	uint64_t last_heard, last_return, fresh_seq = 0;
+	int64_t offset = INT64_MAX;
+	bool warned = false;
+	uint64_t last_heard;
 	uint32_t grace_ms;
 	struct msg_hdr h;
 	char peer[64] = "unknown", reason[128] = "replication link lost";
@@ -327,31 +356,11 @@ int secondary__main(const struct options *o)
 		return EXIT_REFUSED;
 	}
 
-	last_heard = last_return = now_ns();
+	last_heard = now_ns();
 	for (;;) {
-		uint64_t now;
-
 		/* The first, full, checkpoint takes the primary a while. */
 		r = wire__recv(fd, &h, &buf, &cap, max_len,
 			       rep.valid ? o->timeout_ms : 60000);
-		/*
-		 * A secondary that did not run for longer than the timeout
-		 * (stopped, swapped out, its host stalled) cannot tell when
-		 * what it reads now was sent: the primary may have given up
-		 * on it meanwhile.  Until a checkpoint comes that the primary
-		 * can only have sent after this secondary's next ack, the
-		 * primary counts as last heard before the stall.
-		 */
-		now = now_ns();
-		if (rep.valid && !fresh_seq &&
-		    now - last_return > (o->timeout_ms + 250) * 1000000ULL) {
-			fresh_seq = rep.seq + 2;
-			warn_msg("this secondary did not run for %llu ms: until checkpoint %llu comes, the primary counts as last heard %llu ms ago",
-				 (unsigned long long)(now - last_return) / 1000000,
-				 (unsigned long long)fresh_seq,
-				 (unsigned long long)(now - last_heard) / 1000000);
-		}
-		last_return = now;
 		if (r == WIRE_BAD_PAYLOAD) {
 			warn_msg("message %llu refused: %s; keeping checkpoint %llu",
 				 (unsigned long long)h.seq, wire__strerror(r),
@@ -365,12 +374,8 @@ int secondary__main(const struct options *o)
 				 wire__strerror(r));
 			break;
 		}
-		if (!fresh_seq) {
-			last_heard = now;
-		} else if (h.type == MSG_CKPT && h.seq >= fresh_seq) {
-			fresh_seq = 0;
-			last_heard = now;
-		}
+		if (h.type == MSG_HEARTBEAT)
+			secondary__heard(o, &h, &last_heard, &offset, &warned);
 		if (h.type == MSG_BYE) {
 			info_msg("the primary finished the guest at checkpoint %llu; standing down",
 				 (unsigned long long)rep.seq);

@@ -21,7 +21,8 @@ enum msg_type {
 	MSG_CKPT = 1,		/* primary: a checkpoint (ckpt.h) */
 	MSG_ACK = 2,		/* secondary: checkpoint seq applied */
 	MSG_NAK = 3,		/* secondary: checkpoint seq refused */
-	MSG_HEARTBEAT = 4,	/* primary: still alive */
+	/* primary: still alive; seq: its CLOCK_MONOTONIC time of sending, ns */
+	MSG_HEARTBEAT = 4,
 	MSG_BYE = 5,		/* primary: the guest finished; no takeover */
 	MSG_DETACH = 6,		/* primary: goes on unprotected; no takeover */
 	MSG_HELLO = 7,		/* both: the handshake (struct wire_hello) */

@@ -1068,13 +1068,14 @@ static void handshake_refused(const char *name, const char *grace,
 }
 
 /*
- * The secondary stops (SIGSTOP, as a stalled host) for longer than the
- * primary's grace.  The primary gives up on it and runs on unprotected;
- * when the secondary runs again it reads what was queued on the link, but
- * must not take it as news: the primary has been silent past the bound
- * both agreed to, so it refuses to take over (a takeover would resume a
- * checkpoint older than output the observer has seen), and its fence,
- * which would kill the primary, never runs.
+ * The secondary stops (SIGSTOP, as a stalled host), and then the link
+ * goes too (SIGUSR1 cuts it on the primary, with no detach), for longer
+ * than the primary's grace.  The primary runs on unprotected; when the
+ * secondary runs again it reads the heartbeats queued on the link, but
+ * must not take them as news: the primary has been silent, since it sent
+ * them, past the bound both agreed to, so it refuses to take over (a
+ * takeover would resume a checkpoint older than output the observer has
+ * seen), and its fence, which would kill the primary, never runs.
  */
 static void stalled_secondary(void)
 {
@@ -1091,6 +1092,8 @@ static void stalled_secondary(void)
 		return;
 	}
 	kill(run.secondary, SIGSTOP);
+	usleep(300000);
+	kill(run.primary, SIGUSR1);
 	for (i = 0; i < 600 && !unprotected; i++) {
 		usleep(100000);
 		unprotected = file_has(run.pri_err, "UNPROTECTED");
@@ -1102,7 +1105,7 @@ static void stalled_secondary(void)
 	run__stop_observer(&run);
 
 	ok = unprotected && exited(st_sec, 3) &&
-	     file_has(run.sec_err, "did not run for") &&
+	     file_has(run.sec_err, "a heartbeat read now was sent") &&
 	     file_has(run.sec_err, "refusing to take over") &&
 	     file_has(run.sec_err, "past the bound") &&
 	     !file_has(run.sec_err, "fencing") &&
@@ -1114,8 +1117,66 @@ static void stalled_secondary(void)
 		run__dump(&run);
 }
 
+/*
+ * A slow secondary is not a dead one.  Acknowledgments that take twice
+ * the liveness timeout keep the primary protected (the ack wait has its
+ * own bound, --ack-timeout); one that takes longer than --ack-timeout
+ * makes the primary detach, and the secondary, finding the detach queued
+ * behind its late ack, stands down instead of fencing a healthy primary.
+ */
+static void slow_secondary(const char *name, const char *ack_delay,
+			   const char *ack_timeout, bool protected)
+{
+	char sout[PATH_MAX], pout[PATH_MAX], sblk[PATH_MAX], pblk[PATH_MAX];
+	char *sec[] = { exe, "secondary", "--port", "7595", "--block", sblk,
+			"--timeout", "300", "--fence", "exit 0",
+			"--fence-timeout", "1000", "--ack-delay",
+			(char *)ack_delay, "--stats", "0", NULL };
+	char *pri[] = { exe, "primary", "--peer", "127.0.0.1", "--port",
+			"7595", "--block", pblk, "--timeout", "300",
+			"--heartbeat", "50", "--records", "3", "--block-every",
+			"0", "--stats", "0", "--ack-timeout", (char *)ack_timeout,
+			NULL };
+	int st_sec, st_pri;
+	bool ok;
+
+	snprintf(sout, sizeof(sout), "%s/slow-sec.out", dir);
+	snprintf(pout, sizeof(pout), "%s/slow-pri.out", dir);
+	snprintf(sblk, sizeof(sblk), "%s/slow-sec.img", dir);
+	snprintf(pblk, sizeof(pblk), "%s/slow-pri.img", dir);
+	{
+		pid_t s = spawn(sout, sec), p;
+
+		usleep(200000);
+		p = spawn(pout, pri);
+		st_pri = reap(p, 120);
+		st_sec = reap(s, 60);
+	}
+	if (protected)
+		ok = exited(st_pri, 0) && file_has(pout, "verify: ok") &&
+		     !file_has(pout, "link lost") &&
+		     !file_has(pout, "UNPROTECTED") && exited(st_sec, 0) &&
+		     !file_has(sout, "fencing");
+	else
+		ok = st_pri != -1 && WIFEXITED(st_pri) && WEXITSTATUS(st_pri) &&
+		     file_has(pout, "not acknowledged within --ack-timeout") &&
+		     exited(st_sec, 3) && file_has(sout, "detached") &&
+		     !file_has(sout, "fencing") && !file_has(sout, "takeover");
+	tap(ok, "split brain, slow secondary: %s", name);
+	if (!ok) {
+		diag("secondary said:");
+		dump(sout);
+		diag("primary said:");
+		dump(pout);
+	}
+}
+
 static void test_split_brain(void)
 {
+	slow_secondary("acks after 2 x --timeout keep the primary protected, no fence",
+		       "600", "3000", true);
+	slow_secondary("an ack later than --ack-timeout: the primary detaches, the secondary stands down unfenced",
+		       "1500", "700", false);
 	handshake_refused("a grace shorter than timeout + fence timeout + margin",
 			  "3000", "2", "--grace 3000 ms is below");
 	handshake_refused("a different number of vCPUs", "4000", "1",
