@@ -20,6 +20,7 @@
 #include "qapi/visitor.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
+#include "qemu/timer.h"
 #include "qom/object.h"
 #include "exec/memory.h"
 #include "hw/boards.h"
@@ -41,15 +42,30 @@ typedef struct KVMKemari {
     QEMUBH *freeze_bh;          /* completes a freeze in the main loop */
     Notifier machine_done;      /* starts dirty tracking */
     Error *migration_blocker;
+    Notifier exit;              /* prints the status line */
     uint64_t sync_exits;        /* KVM_EXIT_KEMARI_SYNC seen, all vCPUs */
     uint64_t freezes;           /* freezes completed by KVM_KEMARI_RESUME */
+    int64_t frozen_since;       /* first sync exit of this freeze, ns */
+    int64_t last_pause_ns;      /* that to KVM_KEMARI_RESUME, last freeze */
+    int64_t max_pause_ns;
 } KVMKemari;
 
 static void kvm_kemari_machine_done(Notifier *n, void *unused);
+static void kvm_kemari_exit(Notifier *n, void *unused);
 
 static KVMKemari kemari = {
     .machine_done.notify = kvm_kemari_machine_done,
+    .exit.notify = kvm_kemari_exit,
 };
+
+/* The status line, at exit; its counts match the kernel's kemari events. */
+static void kvm_kemari_exit(Notifier *n, void *unused)
+{
+    info_report("kemari: %" PRIu64 " sync exits, %" PRIu64 " freezes, "
+                "last pause %" PRId64 " us, longest %" PRId64 " us",
+                kemari.sync_exits, kemari.freezes,
+                kemari.last_pause_ns / 1000, kemari.max_pause_ns / 1000);
+}
 
 bool kvm_kemari_enabled(void)
 {
@@ -101,7 +117,10 @@ static void kvm_kemari_freeze_bh(void *opaque)
     ret = kvm_vm_ioctl(kvm_state, KVM_KEMARI_RESUME, 0);
     if (ret == 0) {
         kemari.freezes++;
+        kemari.last_pause_ns = get_clock() - kemari.frozen_since;
+        kemari.max_pause_ns = MAX(kemari.max_pause_ns, kemari.last_pause_ns);
     }
+    kemari.frozen_since = 0;
     trace_kvm_kemari_resume(ret, reaped, kemari.sync_exits, kemari.freezes);
     if (ret < 0) {
         error_report("kemari: KVM_KEMARI_RESUME failed: %s; stopping the VM",
@@ -133,6 +152,9 @@ int kvm_kemari_handle_sync(CPUState *cpu, struct kvm_run *run)
                           e->write.count, e->dirty_entries);
     qemu_mutex_lock_iothread();
     kemari.sync_exits++;
+    if (!kemari.frozen_since) {
+        kemari.frozen_since = get_clock();
+    }
     cpu->stop = true;
     qemu_bh_schedule(kemari.freeze_bh);
     qemu_mutex_unlock_iothread();
@@ -207,6 +229,7 @@ int kvm_kemari_init(MachineState *ms, KVMState *s)
     s->coalesced_mmio = 0;
     s->coalesced_pio = false;
     qemu_add_machine_init_done_notifier(&kemari.machine_done);
+    qemu_add_exit_notifier(&kemari.exit);
     /*
      * In the iohandler context, which no nested aio_poll() runs (a drain in
      * a device reset, say), so that the bottom half never resumes vCPUs in
