@@ -227,6 +227,12 @@ static bool secondary__message(const struct options *o, int fd,
 	}
 }
 
+/* The longest a fence may run, as the handshake states it: 0 without one. */
+static uint32_t secondary__fence_ms(const struct options *o)
+{
+	return o->fence ? o->fence_timeout_ms : 0;
+}
+
 /*
  * The handshake (wire.h).  Returns the grace the primary holds its output
  * for after losing the link, or 0 if the primary is refused.
@@ -239,7 +245,7 @@ static uint32_t secondary__hello(const struct options *o, int fd)
 		.nr_vcpus = o->vm.nr_vcpus,
 		.mem_size = o->vm.mem_size,
 		.timeout_ms = o->timeout_ms,
-		.fence_timeout_ms = o->fence ? o->fence_timeout_ms : 0,
+		.fence_timeout_ms = secondary__fence_ms(o),
 	}, peer;
 	uint8_t *buf = NULL;
 	struct msg_hdr h;
@@ -309,8 +315,8 @@ static void secondary__heard(const struct options *o, const struct msg_hdr *h,
 static bool secondary__too_late(const struct options *o, uint64_t last_heard,
 				uint32_t grace_ms, const char *when)
 {
-	uint32_t fence_ms = o->fence ? o->fence_timeout_ms : 0;
-	uint64_t bound = grace_ms - wire__margin_ms(o->timeout_ms, fence_ms) / 2;
+	uint64_t bound = grace_ms - wire__margin_ms(o->timeout_ms,
+						    secondary__fence_ms(o)) / 2;
 	uint64_t silent = (now_ns() - last_heard) / 1000000;
 
 	if (silent <= bound)

@@ -45,13 +45,14 @@ export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-4G}
 log() { printf '[kemari] %s\n' "$*" >&2; }
 die() { printf '[kemari] error: %s\n' "$*" >&2; exit 1; }
 
-# The patches of patches/series, in order, as paths.
+# The patches of DIR/series (default patches/, the kernel's), in order, as
+# paths.
 series_patches() {
-	local p
+	local dir=${1:-$TOP/patches} p
 	while read -r p _; do
 		case "$p" in ''|'#'*) continue ;; esac
-		echo "$TOP/patches/$p"
-	done < "$TOP/patches/series"
+		echo "$dir/$p"
+	done < "$dir/series"
 }
 
 # The upstream files that the given patches change.

@@ -19,14 +19,14 @@ stage=$QBUILD/stage
 rm -rf "$stage"
 mkdir -p "$stage"
 
-mapfile -t series < <(sed -n 's/^\([^#[:space:]][^[:space:]]*\).*/\1/p' "$TOP/patches/qemu/series")
-for f in $(sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "${series[@]/#/$TOP/patches/qemu/}" | sort -u); do
+mapfile -t series < <(series_patches "$TOP/patches/qemu")
+for f in $(patch_touches "${series[@]}"); do
 	mkdir -p "$stage/$(dirname "$f")"
 	if [ -f "$QPRISTINE/$f" ]; then cp "$QPRISTINE/$f" "$stage/$f"; fi
 done
 for p in "${series[@]}"; do
-	patch -d "$stage" -p1 -s -F0 -N --no-backup-if-mismatch < "$TOP/patches/qemu/$p" ||
-		die "patches/qemu/$p does not apply to QEMU"
+	patch -d "$stage" -p1 -s -F0 -N --no-backup-if-mismatch < "$p" ||
+		die "patches/qemu/$(basename "$p") does not apply to QEMU"
 done
 
 (cd "$TOP/qemu" && find . -type f ! -path ./README.md | sed 's|^\./||') | while read -r f; do

@@ -1023,6 +1023,24 @@ static void fence_hygiene(void)
 }
 
 /*
+ * Run a secondary and then a primary, given their argv, with their output
+ * in run->sec_err and run->pri_err (dir/TAG-sec.out, dir/TAG-pri.out), and
+ * reap both: the primary within pri_secs, the secondary within 60 s.
+ */
+static void run__pair(struct run *run, const char *tag, char *const sec[],
+		      char *const pri[], int pri_secs, int *st_sec,
+		      int *st_pri)
+{
+	snprintf(run->sec_err, sizeof(run->sec_err), "%s/%s-sec.out", dir, tag);
+	snprintf(run->pri_err, sizeof(run->pri_err), "%s/%s-pri.out", dir, tag);
+	run->secondary = spawn(run->sec_err, sec);
+	usleep(200000);
+	run->primary = spawn(run->pri_err, pri);
+	*st_pri = reap(run->primary, pri_secs);
+	*st_sec = reap(run->secondary, 60);
+}
+
+/*
  * The handshake refuses a pair whose timing lets a fence finish after the
  * primary has gone on unprotected, and a pair of different VM shapes;
  * both ends say why, and no guest output leaves.
@@ -1030,7 +1048,7 @@ static void fence_hygiene(void)
 static void handshake_refused(const char *name, const char *grace,
 			      const char *vcpus, const char *msg)
 {
-	char sout[PATH_MAX], pout[PATH_MAX], sblk[PATH_MAX], pblk[PATH_MAX];
+	char sblk[PATH_MAX], pblk[PATH_MAX];
 	char *sec[] = { exe, "secondary", "--port", "7597", "--block",
 			sblk, "--timeout", "1000", "--fence", "exit 0",
 			"--fence-timeout", "2000", "--vcpus", (char *)vcpus,
@@ -1038,33 +1056,22 @@ static void handshake_refused(const char *name, const char *grace,
 	char *pri[] = { exe, "primary", "--peer", "127.0.0.1", "--port",
 			"7597", "--block", pblk, "--stats", "0",
 			"--grace", (char *)grace, NULL };
+	struct run run;
+	const char *sout = run.sec_err, *pout = run.pri_err;
 	int st_sec, st_pri;
 	bool ok;
 
-	snprintf(sout, sizeof(sout), "%s/hello-sec.out", dir);
-	snprintf(pout, sizeof(pout), "%s/hello-pri.out", dir);
 	snprintf(sblk, sizeof(sblk), "%s/hello-sec.img", dir);
 	snprintf(pblk, sizeof(pblk), "%s/hello-pri.img", dir);
-	{
-		pid_t s = spawn(sout, sec), p;
-
-		usleep(200000);
-		p = spawn(pout, pri);
-		st_pri = reap(p, 60);
-		st_sec = reap(s, 60);
-	}
+	run__pair(&run, "hello", sec, pri, 60, &st_sec, &st_pri);
 	ok = exited(st_sec, 3) && file_has(sout, "refusing the primary") &&
 	     file_has(sout, msg) && st_pri != -1 && WIFEXITED(st_pri) &&
 	     WEXITSTATUS(st_pri) && file_has(pout, "refused the handshake") &&
 	     file_has(pout, msg) && !file_has(pout, "running protected");
 	tap(ok, "split brain, handshake: %s is refused by both ends, saying \"%s\"",
 	    name, msg);
-	if (!ok) {
-		diag("secondary said:");
-		dump(sout);
-		diag("primary said:");
-		dump(pout);
-	}
+	if (!ok)
+		run__dump(&run);
 }
 
 /*
@@ -1127,7 +1134,7 @@ static void stalled_secondary(void)
 static void slow_secondary(const char *name, const char *ack_delay,
 			   const char *ack_timeout, bool protected)
 {
-	char sout[PATH_MAX], pout[PATH_MAX], sblk[PATH_MAX], pblk[PATH_MAX];
+	char sblk[PATH_MAX], pblk[PATH_MAX];
 	char *sec[] = { exe, "secondary", "--port", "7595", "--block", sblk,
 			"--timeout", "300", "--fence", "exit 0",
 			"--fence-timeout", "1000", "--ack-delay",
@@ -1137,21 +1144,14 @@ static void slow_secondary(const char *name, const char *ack_delay,
 			"--heartbeat", "50", "--records", "3", "--block-every",
 			"0", "--stats", "0", "--ack-timeout", (char *)ack_timeout,
 			NULL };
+	struct run run;
+	const char *sout = run.sec_err, *pout = run.pri_err;
 	int st_sec, st_pri;
 	bool ok;
 
-	snprintf(sout, sizeof(sout), "%s/slow-sec.out", dir);
-	snprintf(pout, sizeof(pout), "%s/slow-pri.out", dir);
 	snprintf(sblk, sizeof(sblk), "%s/slow-sec.img", dir);
 	snprintf(pblk, sizeof(pblk), "%s/slow-pri.img", dir);
-	{
-		pid_t s = spawn(sout, sec), p;
-
-		usleep(200000);
-		p = spawn(pout, pri);
-		st_pri = reap(p, 120);
-		st_sec = reap(s, 60);
-	}
+	run__pair(&run, "slow", sec, pri, 120, &st_sec, &st_pri);
 	if (protected)
 		ok = exited(st_pri, 0) && file_has(pout, "verify: ok") &&
 		     !file_has(pout, "link lost") &&
@@ -1163,12 +1163,8 @@ static void slow_secondary(const char *name, const char *ack_delay,
 		     exited(st_sec, 3) && file_has(sout, "detached") &&
 		     !file_has(sout, "fencing") && !file_has(sout, "takeover");
 	tap(ok, "split brain, slow secondary: %s", name);
-	if (!ok) {
-		diag("secondary said:");
-		dump(sout);
-		diag("primary said:");
-		dump(pout);
-	}
+	if (!ok)
+		run__dump(&run);
 }
 
 static void test_split_brain(void)
