@@ -96,6 +96,31 @@ static pid_t spawn_quiet(char *const argv[])
 	return pid;
 }
 
+/* The link's key (replicator/tls.h), written by main(). */
+#define BENCH_PSK	"/tmp/bench-psk"
+
+/* A fresh random key for the pair, mode 0600. */
+static void write_psk(void)
+{
+	unsigned char key[32];
+	int fd = open("/dev/urandom", O_RDONLY), i;
+	FILE *f;
+
+	if (fd < 0 || read(fd, key, sizeof(key)) != sizeof(key))
+		die("/dev/urandom");
+	close(fd);
+	unlink(BENCH_PSK);
+	fd = open(BENCH_PSK, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	f = fd < 0 ? NULL : fdopen(fd, "w");
+	if (!f)
+		die(BENCH_PSK);
+	fprintf(f, "kemari-bench:");
+	for (i = 0; i < 32; i++)
+		fprintf(f, "%02x", key[i]);
+	fprintf(f, "\n");
+	fclose(f);
+}
+
 /* One protected run: secondary and primary on loopback. */
 static void checkpoint_run(unsigned int mib, unsigned int pages,
 			   const char *harvest, unsigned int records,
@@ -114,7 +139,8 @@ static void checkpoint_run(unsigned int mib, unsigned int pages,
 	snprintf(sdata, sizeof(sdata), "%u", pages * 4 > 256 ? pages * 4 : 256);
 	snprintf(srec, sizeof(srec), "%u", records);
 	{
-		char *argv[] = { exe, "secondary", "--port", sport, "--block",
+		char *argv[] = { exe, "secondary", "--listen", "127.0.0.1",
+				 "--psk", BENCH_PSK, "--port", sport, "--block",
 				 "/tmp/bench-sec.img", "--mem", smem,
 				 "--stats", "0", NULL };
 
@@ -122,7 +148,8 @@ static void checkpoint_run(unsigned int mib, unsigned int pages,
 	}
 	{
 		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
-				 "--port", sport, "--block", "/tmp/bench-pri.img",
+				 "--psk", BENCH_PSK, "--port", sport, "--block",
+				 "/tmp/bench-pri.img",
 				 "--mem", smem, "--pages", spages,
 				 "--data-pages", sdata, "--records", srec,
 				 "--block-every", "0", "--harvest",
@@ -170,6 +197,7 @@ int main(int argc, char **argv)
 		die("readlink");
 	p = strrchr(exe, '/');
 	snprintf(p + 1, sizeof(exe) - (p + 1 - exe), "kemari-replicator");
+	write_psk();
 
 	printf("kemari-replicator-bench: 2 vCPUs, %u MiB guest, synchronous commit over loopback\n",
 	       mib);

@@ -3,14 +3,17 @@
  * kemari-replicator: a reference VMM for Kemari for KVM.
  *
  *   kemari-replicator observer  --observer-port P --log FILE
- *   kemari-replicator secondary --port P --block FILE
+ *   kemari-replicator secondary --listen ADDR --port P --psk FILE
+ *                               --block FILE
  *                               [--fence CMD | --fence-file FILE]
- *   kemari-replicator primary   --peer ADDR --port P --block FILE
+ *   kemari-replicator primary   --peer ADDR --port P --psk FILE --block FILE
  *                               [--observer ADDR --observer-port P]
  *
  * See README.md in this directory.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +26,10 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: kemari-replicator primary|secondary|observer [options]\n"
 		"  --peer ADDR          primary: the secondary's IPv4 address\n"
+		"  --listen ADDR        secondary: the IPv4 address to wait on (no default)\n"
 		"  --port N             replication port (default 7400)\n"
+		"  --psk FILE           the link's key, IDENTITY:HEXKEY, mode 0600; the\n"
+		"                       same file on both nodes (README.md, \"Security\")\n"
 		"  --observer ADDR      where output records go\n"
 		"  --observer-port N    the observer's port (default 7401)\n"
 		"  --block FILE         block device backing file\n"
@@ -65,12 +71,27 @@ static void usage(void)
 static unsigned long num(const char *s)
 {
 	char *end;
-	unsigned long v = strtoul(s, &end, 0);
+	unsigned long v;
 
-	if (!*s || *end)
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (!*s || *end || *s == '-' || errno)
 		die("not a number: %s", s);
 	return v;
 }
+
+/* An option's number, refused outside [min, max] with the option named. */
+static unsigned long num_in(const char *opt, const char *s, unsigned long min,
+			    unsigned long max)
+{
+	unsigned long v = num(s);
+
+	if (v < min || v > max)
+		die("--%s %s: must be %lu to %lu", opt, s, min, max);
+	return v;
+}
+
+#define MAX_MS	3600000UL	/* an hour: longer is a typo */
 
 int main(int argc, char **argv)
 {
@@ -90,7 +111,8 @@ int main(int argc, char **argv)
 		{ "fence-timeout", 1, 0, 'F' }, { "block-every", 1, 0, 'B' },
 		{ "fence-file", 1, 0, 'X' }, { "ack-timeout", 1, 0, 'W' },
 		{ "harvest", 1, 0, 'H' }, { "no-tsc-log", 0, 0, 'T' },
-		{ "corrupt-every", 1, 0, 'C' }, { 0 }
+		{ "corrupt-every", 1, 0, 'C' }, { "psk", 1, 0, 'k' },
+		{ "listen", 1, 0, 'i' }, { 0 }
 	};
 	struct options o = {
 		.vm = { .mem_size = 16 << 20, .nr_vcpus = 2,
@@ -109,6 +131,7 @@ int main(int argc, char **argv)
 		.fence_timeout_ms = 10000,
 	};
 	const char *mode;
+	char why[256];
 	int c;
 
 	if (argc < 2)
@@ -121,13 +144,13 @@ int main(int argc, char **argv)
 			o.peer = optarg;
 			break;
 		case 'P':
-			o.port = num(optarg);
+			o.port = num_in("port", optarg, 1, 65535);
 			break;
 		case 'o':
 			o.observer = optarg;
 			break;
 		case 'O':
-			o.observer_port = num(optarg);
+			o.observer_port = num_in("observer-port", optarg, 1, 65535);
 			break;
 		case 'b':
 			o.block = optarg;
@@ -139,10 +162,10 @@ int main(int argc, char **argv)
 			o.fence = optarg;
 			break;
 		case 't':
-			o.timeout_ms = num(optarg);
+			o.timeout_ms = num_in("timeout", optarg, 1, MAX_MS);
 			break;
 		case 'h':
-			o.heartbeat_ms = num(optarg);
+			o.heartbeat_ms = num_in("heartbeat", optarg, 1, MAX_MS);
 			break;
 		case 'v':
 			o.vm.nr_vcpus = num(optarg);
@@ -184,19 +207,19 @@ int main(int argc, char **argv)
 			o.event_log = optarg;
 			break;
 		case 'W':
-			o.ack_timeout_ms = num(optarg);
+			o.ack_timeout_ms = num_in("ack-timeout", optarg, 1, MAX_MS);
 			break;
 		case 'A':
-			o.ack_delay_ms = num(optarg);
+			o.ack_delay_ms = num_in("ack-delay", optarg, 0, MAX_MS);
 			break;
 		case 'g':
-			o.grace_ms = num(optarg);
+			o.grace_ms = num_in("grace", optarg, 0, MAX_MS);
 			break;
 		case 'X':
 			o.fence_file = optarg;
 			break;
 		case 'F':
-			o.fence_timeout_ms = num(optarg);
+			o.fence_timeout_ms = num_in("fence-timeout", optarg, 1, MAX_MS);
 			break;
 		case 'B':
 			o.guest.block_every = num(optarg);
@@ -206,6 +229,12 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			o.vm.no_tsc_log = true;
+			break;
+		case 'k':
+			o.psk = optarg;
+			break;
+		case 'i':
+			o.listen = optarg;
 			break;
 		case 'H':
 			if (strcmp(optarg, "ring") && strcmp(optarg, "bitmap"))
@@ -222,8 +251,15 @@ int main(int argc, char **argv)
 		die("--vcpus must be 1 to %d", MAX_VCPUS);
 	if (!o.guest.data_pages)
 		die("--data-pages must not be 0");
-	if (!o.heartbeat_ms || o.timeout_ms <= o.heartbeat_ms)
-		die("--heartbeat must be above 0 and below --timeout");
+	if (o.heartbeat_ms * 3 > o.timeout_ms)
+		die("--heartbeat %d ms is not well below --timeout %d ms: at most a third of it, so that one late heartbeat is not a dead primary",
+		    o.heartbeat_ms, o.timeout_ms);
+	if ((!strcmp(mode, "secondary") || o.peer) && !o.psk)
+		die("--psk FILE is needed: the replication link carries all guest memory, and is never open (README.md, \"Security\")");
+	if (!strcmp(mode, "secondary") && !o.listen)
+		die("--listen ADDR is needed: the secondary waits on one address, never on all");
+	if (o.psk && tls__load_psk(o.psk, &o.key, why, sizeof(why)))
+		die("--psk: %s", why);
 	if (o.vm.ring_entries < 64 || o.vm.ring_entries & (o.vm.ring_entries - 1))
 		die("--ring must be a power of two, at least 64");
 	if (o.vm.harvest_bitmap)
@@ -240,6 +276,11 @@ int main(int argc, char **argv)
 		o.fence = secondary__read_fence_file(o.fence_file);
 	o.guest.nr_vcpus = o.vm.nr_vcpus;
 
+	/*
+	 * OpenSSL writes to the link's socket with write(): a peer that has
+	 * gone must be an error to handle (EPIPE), not a signal that kills.
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(mode, "primary"))
 		return primary__main(&o);
 	if (!strcmp(mode, "secondary"))

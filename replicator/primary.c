@@ -29,12 +29,13 @@
 
 #include "netbuf.h"
 #include "replicator.h"
+#include "tls.h"
 #include "util.h"
 #include "vmm.h"
 #include "wire.h"
 
 struct link {
-	int fd;
+	struct wire_link wl;
 	bool up;
 	bool pipelined;
 	int timeout_ms;
@@ -50,11 +51,12 @@ struct link {
 	int corrupt_every;		/* --corrupt-every */
 	struct netbuf *nb;
 	FILE *events;			/* --event-log */
+	uint8_t digest[TLS_DIGEST_LEN];	/* of the checkpoint in flight */
 	uint8_t *buf;
 	size_t cap;
 };
 
-static struct link rlink = { .fd = -1 };
+static struct link rlink = { .wl.fd = -1 };
 static int drop_link;
 
 /* SIGUSR1 cuts the replication link: the split-brain test's hook. */
@@ -71,7 +73,7 @@ static void link__lost_locked(uint64_t seq, const char *why)
 		return;
 	warn_msg("replication link lost at checkpoint %llu (%s): the guest stops at its next sync point for %d ms, in case the secondary fences this host",
 		 (unsigned long long)seq, why, rlink.grace_ms);
-	shutdown(rlink.fd, SHUT_RDWR);
+	shutdown(rlink.wl.fd, SHUT_RDWR);
 	rlink.up = false;
 	rlink.inflight = 0;
 	rlink.lost_at = now_ns();
@@ -112,7 +114,7 @@ static void *link__heartbeat(void *arg)
 		pthread_mutex_lock(&rlink.lock);
 		if (__atomic_load_n(&drop_link, __ATOMIC_RELAXED))
 			link__lost_locked(0, "cut on request (SIGUSR1)");
-		r = rlink.up ? wire__send(rlink.fd, MSG_HEARTBEAT, now_ns(),
+		r = rlink.up ? wire__send(&rlink.wl, MSG_HEARTBEAT, now_ns(),
 					  NULL, 0) : 0;
 		if (r)
 			link__lost_locked(0, wire__strerror(r));
@@ -146,10 +148,20 @@ static void link__log_pending(struct vmm *vmm, uint64_t seq)
 /* With rlink.lock held: send checkpoint seq, damaged if the test asks. */
 static int link__send_ckpt(struct vmm *vmm, uint64_t seq, unsigned int try)
 {
+	tls__digest(vmm->ck.p, vmm->ck.len, rlink.digest);
 	if (!try && rlink.corrupt_every && seq % rlink.corrupt_every == 0)
-		return wire__send_damaged(rlink.fd, MSG_CKPT, seq, vmm->ck.p,
+		return wire__send_damaged(&rlink.wl, MSG_CKPT, seq, vmm->ck.p,
 					  vmm->ck.len, seq * 7919 % vmm->ck.len);
-	return wire__send(rlink.fd, MSG_CKPT, seq, vmm->ck.p, vmm->ck.len);
+	return wire__send(&rlink.wl, MSG_CKPT, seq, vmm->ck.p, vmm->ck.len);
+}
+
+/* The text of the secondary's last message, safe to log. */
+static const char *link__peer_text(const struct msg_hdr *h)
+{
+	static __thread char text[128];
+
+	return util__printable(text, sizeof(text), rlink.buf,
+			       h->len < rlink.cap ? h->len : rlink.cap);
 }
 
 /* An acknowledgment or refusal of checkpoint seq; false: link lost. */
@@ -168,7 +180,7 @@ static bool link__reply(uint64_t seq, int r, const struct msg_hdr *h)
 			 rlink.ack_timeout_ms);
 		pthread_mutex_lock(&rlink.lock);
 		if (rlink.up)
-			wire__send(rlink.fd, MSG_DETACH, seq, NULL, 0);
+			wire__send(&rlink.wl, MSG_DETACH, seq, NULL, 0);
 		link__lost_locked(seq, why);
 		pthread_mutex_unlock(&rlink.lock);
 		return false;
@@ -178,13 +190,19 @@ static bool link__reply(uint64_t seq, int r, const struct msg_hdr *h)
 		return false;
 	}
 	if (h->type == MSG_NAK) {
-		snprintf(why, sizeof(why), "secondary refused it: %.*s",
-			 (int)h->len, rlink.buf);
+		snprintf(why, sizeof(why), "secondary refused it: %s",
+			 link__peer_text(h));
 		link__lost(seq, why);
 		return false;
 	}
 	if (h->type != MSG_ACK || h->seq != seq) {
 		link__lost(seq, "unexpected reply");
+		return false;
+	}
+	/* The ack names what the secondary holds: exactly what was sent. */
+	if (h->len != TLS_DIGEST_LEN ||
+	    memcmp(rlink.buf, rlink.digest, TLS_DIGEST_LEN)) {
+		link__lost(seq, "the acknowledgment's digest is not the checkpoint's");
 		return false;
 	}
 	if (rlink.events)
@@ -214,15 +232,15 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 		r = link__send_ckpt(vmm, seq, tries);
 		pthread_mutex_unlock(&rlink.lock);
 		if (!r)
-			r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 256,
+			r = wire__recv(&rlink.wl, &h, &rlink.buf, &rlink.cap, 256,
 				       rlink.ack_timeout_ms);
 		if (r || h.type != MSG_NAK)
 			return link__reply(seq, r, &h) ? 0 : -EPIPE;
-		warn_msg("the secondary refused checkpoint %llu (%.*s); sending it again",
-			 (unsigned long long)seq, (int)h.len, rlink.buf);
+		warn_msg("the secondary refused checkpoint %llu (%s); sending it again",
+			 (unsigned long long)seq, link__peer_text(&h));
 	}
 	pthread_mutex_lock(&rlink.lock);
-	wire__send(rlink.fd, MSG_DETACH, seq, NULL, 0);
+	wire__send(&rlink.wl, MSG_DETACH, seq, NULL, 0);
 	pthread_mutex_unlock(&rlink.lock);
 	link__reply(seq, r, &h);
 	link__unprotected(seq);
@@ -294,7 +312,7 @@ static void *link__reader(void *arg)
 	int r;
 
 	for (;;) {
-		r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 256,
+		r = wire__recv(&rlink.wl, &h, &rlink.buf, &rlink.cap, 256,
 			       rlink.timeout_ms);
 		pthread_mutex_lock(&rlink.lock);
 		seq = rlink.inflight;
@@ -311,8 +329,8 @@ static void *link__reader(void *arg)
 		}
 		if (!r && h.type == MSG_NAK && h.seq == seq && refusals < 2) {
 			refusals++;
-			warn_msg("the secondary refused checkpoint %llu (%.*s); sending it again",
-				 (unsigned long long)seq, (int)h.len, rlink.buf);
+			warn_msg("the secondary refused checkpoint %llu (%s); sending it again",
+				 (unsigned long long)seq, link__peer_text(&h));
 			r = link__send_ckpt(vmm, seq, refusals);
 			rlink.sent_at = now_ns();
 			if (r)
@@ -323,7 +341,7 @@ static void *link__reader(void *arg)
 			continue;
 		}
 		if (!r && h.type == MSG_NAK)
-			wire__send(rlink.fd, MSG_DETACH, seq, NULL, 0);
+			wire__send(&rlink.wl, MSG_DETACH, seq, NULL, 0);
 		pthread_mutex_unlock(&rlink.lock);
 		if (!link__reply(seq, r, &h))
 			return NULL;
@@ -355,15 +373,15 @@ static void primary__hello(const struct options *o)
 	char why[320];
 	int r;
 
-	r = wire__send(rlink.fd, MSG_HELLO, 0, &mine, sizeof(mine));
+	r = wire__send(&rlink.wl, MSG_HELLO, 0, &mine, sizeof(mine));
 	if (!r)
-		r = wire__recv(rlink.fd, &h, &rlink.buf, &rlink.cap, 512,
+		r = wire__recv(&rlink.wl, &h, &rlink.buf, &rlink.cap, 512,
 			       10000);
 	if (r)
 		die("handshake with the secondary: %s", wire__strerror(r));
 	if (h.type == MSG_NAK)
-		die("the secondary refused the handshake: %.*s", (int)h.len,
-		    rlink.buf);
+		die("the secondary refused the handshake: %s",
+		    link__peer_text(&h));
 	if (h.type != MSG_HELLO || h.len != sizeof(peer))
 		die("handshake: the secondary answered with message type %u",
 		    h.type);
@@ -379,11 +397,19 @@ static void primary__hello(const struct options *o)
 
 static void primary__connect(struct vmm *vmm, const struct options *o)
 {
-	rlink.fd = wire__connect(o->peer, o->port, 10000);
-	if (rlink.fd < 0)
+	char why[256];
+	int fd;
+
+	fd = wire__connect(o->peer, o->port, 10000);
+	if (fd < 0)
 		die("cannot reach the secondary at %s:%d: %s", o->peer,
-		    o->port, strerror(-rlink.fd));
-	wire__send_timeout(rlink.fd, o->timeout_ms);
+		    o->port, strerror(-fd));
+	wire__link_init(&rlink.wl, fd);
+	rlink.wl.send_timeout_ms = o->timeout_ms;
+	/* Nothing is sent before the secondary has proven it holds the key. */
+	if (tls__client(&rlink.wl, &o->key, TLS_CLIENT_MS, why, sizeof(why)))
+		die("the secondary at %s:%d is not authenticated: %s", o->peer,
+		    o->port, why);
 	primary__hello(o);
 	rlink.up = true;
 	rlink.pipelined = o->pipelined;
@@ -482,7 +508,7 @@ int primary__main(const struct options *o)
 	while (rlink.up && rlink.inflight)
 		pthread_cond_wait(&rlink.acked, &rlink.lock);
 	if (rlink.up) {
-		wire__send(rlink.fd, MSG_BYE, vmm.seq, NULL, 0);
+		wire__send(&rlink.wl, MSG_BYE, vmm.seq, NULL, 0);
 		rlink.up = false;
 	}
 	pthread_mutex_unlock(&rlink.lock);

@@ -8,12 +8,16 @@
 
 #include "guest/abi.h"
 #include "kvm.h"
+#include "tls.h"
 
 struct options {
 	struct vm_config vm;
 	struct guest_config guest;
 	const char *peer;		/* the secondary's address */
 	int port;			/* replication port */
+	const char *listen;		/* secondary: the address to wait on */
+	const char *psk;		/* the link's key file (tls.h) */
+	struct tls_psk key;		/* its key, loaded by main() */
 	const char *observer;		/* the observer's address */
 	int observer_port;
 	const char *block;		/* block device file */

@@ -24,6 +24,7 @@
 
 #include "replicator.h"
 #include "util.h"
+#include "tls.h"
 #include "vmm.h"
 #include "wire.h"
 
@@ -201,11 +202,13 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 }
 
 /* Apply one message; returns false when the link is to be given up. */
-static bool secondary__message(const struct options *o, int fd,
+static bool secondary__message(const struct options *o, struct wire_link *l,
 			       struct replica *rep, const struct msg_hdr *h,
 			       const uint8_t *buf)
 {
+	uint8_t digest[TLS_DIGEST_LEN];
 	const char *why;
+	int r;
 
 	switch (h->type) {
 	case MSG_HEARTBEAT:
@@ -215,12 +218,22 @@ static bool secondary__message(const struct options *o, int fd,
 			warn_msg("checkpoint %llu refused: %s; keeping checkpoint %llu",
 				 (unsigned long long)h->seq, why,
 				 (unsigned long long)rep->seq);
-			wire__send(fd, MSG_NAK, h->seq, why, strlen(why));
+			wire__send(l, MSG_NAK, h->seq, why, strlen(why));
 			return true;
 		}
 		if (o->ack_delay_ms)
 			usleep(o->ack_delay_ms * 1000);
-		return !wire__send(fd, MSG_ACK, h->seq, NULL, 0);
+		/* The ack names what is held: the checkpoint's digest. */
+		tls__digest(buf, h->len, digest);
+		r = wire__send(l, MSG_ACK, h->seq, digest, sizeof(digest));
+		/*
+		 * What the primary sent before it went (a detach, say) may
+		 * still wait to be read: go on reading to the link's end.
+		 */
+		if (r)
+			warn_msg("cannot acknowledge checkpoint %llu: %s",
+				 (unsigned long long)h->seq, wire__strerror(r));
+		return true;
 	default:
 		warn_msg("unknown message type %u: dropping the link", h->type);
 		return false;
@@ -237,7 +250,7 @@ static uint32_t secondary__fence_ms(const struct options *o)
  * The handshake (wire.h).  Returns the grace the primary holds its output
  * for after losing the link, or 0 if the primary is refused.
  */
-static uint32_t secondary__hello(const struct options *o, int fd)
+static uint32_t secondary__hello(const struct options *o, struct wire_link *l)
 {
 	struct wire_hello mine = {
 		.version = WIRE_VERSION,
@@ -253,7 +266,7 @@ static uint32_t secondary__hello(const struct options *o, int fd)
 	size_t cap = 0;
 	int r;
 
-	r = wire__recv(fd, &h, &buf, &cap, 512, 10000);
+	r = wire__recv(l, &h, &buf, &cap, 512, 10000);
 	if (r) {
 		warn_msg("handshake with the primary: %s", wire__strerror(r));
 		free(buf);
@@ -270,10 +283,10 @@ static uint32_t secondary__hello(const struct options *o, int fd)
 	free(buf);
 	if (why[0]) {
 		warn_msg("handshake: refusing the primary: %s", why);
-		wire__send(fd, MSG_NAK, 0, why, strlen(why));
+		wire__send(l, MSG_NAK, 0, why, strlen(why));
 		return 0;
 	}
-	if (wire__send(fd, MSG_HELLO, 0, &mine, sizeof(mine)))
+	if (wire__send(l, MSG_HELLO, 0, &mine, sizeof(mine)))
 		return 0;
 	return peer.grace_ms ? peer.grace_ms :
 	       wire__min_grace_ms(mine.timeout_ms, mine.fence_timeout_ms);
@@ -327,6 +340,51 @@ static bool secondary__too_late(const struct options *o, uint64_t last_heard,
 	return true;
 }
 
+/*
+ * Wait for the primary: the first connection whose peer proves that it
+ * holds the key.  Any other is refused and closed, and the secondary
+ * keeps listening: a port scan or a health check takes no one's place.
+ */
+static int secondary__pair(const struct options *o, int lfd,
+			   struct wire_link *l, char *peer, size_t len)
+{
+	uint64_t end = now_ns() + 60000 * 1000000ULL;
+	char why[256];
+	int fd;
+
+	for (;;) {
+		uint64_t now = now_ns();
+
+		fd = now < end ? wire__accept(lfd, (end - now) / 1000000 + 1) :
+				 -ETIMEDOUT;
+		if (fd < 0)
+			break;
+		secondary__peer_name(fd, peer, len);
+		wire__link_init(l, fd);
+		if (!tls__server(l, &o->key, TLS_SERVER_MS, why, sizeof(why)))
+			break;
+		warn_msg("refused a connection from %s: %s; still waiting for the primary",
+			 peer, why);
+		wire__link_close(l);
+	}
+	return fd < 0 ? fd : 0;
+}
+
+/* While paired: refuse every other connection, and keep listening. */
+static void secondary__refuse_others(int lfd)
+{
+	char name[64];
+	int fd;
+
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		snprintf(name, sizeof(name), "unknown");
+		secondary__peer_name(fd, name, sizeof(name));
+		warn_msg("refused a connection from %s: this secondary is paired",
+			 name);
+		close(fd);
+	}
+}
+
 int secondary__main(const struct options *o)
 {
 	static struct replica rep;
@@ -337,42 +395,59 @@ int secondary__main(const struct options *o)
 	uint32_t grace_ms;
 	struct msg_hdr h;
 	char peer[64] = "unknown", reason[128] = "replication link lost";
+	struct wire_link l;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
-	int lfd, fd, r;
+	int lfd, r;
 
 	prog_role = "secondary";
 	if (replica__init(&rep, o->vm.mem_size, o->vm.nr_vcpus,
 			  blk__open(o->block, o->vm.nr_vcpus),
 			  o->vm.nr_vcpus * ABI_SECTORS_PER_VCPU))
 		die("no memory for the replica");
-	lfd = wire__listen("0.0.0.0", o->port);
+	lfd = wire__listen(o->listen, o->port);
 	if (lfd < 0)
-		die("cannot listen on port %d: %s", o->port, strerror(-lfd));
-	info_msg("waiting for the primary on port %d", o->port);
-	fd = wire__accept(lfd, 60000);
-	if (fd < 0)
-		die("no primary connected: %s", strerror(-fd));
-	close(lfd);
-	secondary__peer_name(fd, peer, sizeof(peer));
-	wire__send_timeout(fd, o->timeout_ms);
-	grace_ms = secondary__hello(o, fd);
+		die("cannot listen on %s port %d: %s", o->listen, o->port,
+		    strerror(-lfd));
+	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+	info_msg("waiting for the primary on %s port %d", o->listen, o->port);
+	r = secondary__pair(o, lfd, &l, peer, sizeof(peer));
+	if (r)
+		die("no primary connected: %s", strerror(-r));
+	l.send_timeout_ms = o->timeout_ms;
+	grace_ms = secondary__hello(o, &l);
 	if (!grace_ms) {
-		close(fd);
+		wire__link_close(&l);
 		return EXIT_REFUSED;
 	}
 
 	last_heard = now_ns();
 	for (;;) {
 		/* The first, full, checkpoint takes the primary a while. */
-		r = wire__recv(fd, &h, &buf, &cap, max_len,
+		r = wire__recv(&l, &h, &buf, &cap, max_len,
 			       rep.valid ? o->timeout_ms : 60000);
+		secondary__refuse_others(lfd);
 		if (r == WIRE_BAD_PAYLOAD) {
 			warn_msg("message %llu refused: %s; keeping checkpoint %llu",
 				 (unsigned long long)h.seq, wire__strerror(r),
 				 (unsigned long long)rep.seq);
-			wire__send(fd, MSG_NAK, h.seq, "checksum", 8);
+			wire__send(&l, MSG_NAK, h.seq, "checksum", 8);
 			continue;
+		}
+		if (r == WIRE_BAD_RECORD) {
+			/*
+			 * A record that fails authentication was sent by
+			 * someone: the path is attacked or damaged, and the
+			 * primary may well be alive.  TLS ends the session.
+			 * Fencing would kill a healthy primary, so stand
+			 * down; the primary goes on unprotected after its
+			 * grace, and a new secondary must join it.
+			 */
+			warn_msg("replication link: %s after checkpoint %llu: the link is attacked or damaged, not the primary dead; standing down without fencing",
+				 wire__strerror(r), (unsigned long long)rep.seq);
+			wire__link_close(&l);
+			close(lfd);
+			return EXIT_REFUSED;
 		}
 		if (r) {
 			warn_msg("replication link: %s", wire__strerror(r));
@@ -392,10 +467,11 @@ int secondary__main(const struct options *o)
 				 (unsigned long long)rep.seq);
 			return EXIT_REFUSED;
 		}
-		if (!secondary__message(o, fd, &rep, &h, buf))
+		if (!secondary__message(o, &l, &rep, &h, buf))
 			break;
 	}
-	close(fd);
+	wire__link_close(&l);
+	close(lfd);
 
 	if (!rep.valid) {
 		warn_msg("no complete checkpoint yet: nothing to take over from");

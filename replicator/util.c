@@ -22,7 +22,7 @@ void warn_msg(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vmsg("error: ", fmt, ap);
+	vmsg("warning: ", fmt, ap);
 	va_end(ap);
 }
 
@@ -139,4 +139,17 @@ __attribute__((constructor)) static void crc32c_init(void)
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	return ~crc32c_words(~crc, buf, len);
+}
+
+char *util__printable(char *dst, size_t dst_len, const void *src, size_t n)
+{
+	const unsigned char *p = src;
+	size_t i;
+
+	if (!dst_len)
+		return dst;
+	for (i = 0; i < n && i < dst_len - 1; i++)
+		dst[i] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
+	dst[i] = 0;
+	return dst;
 }

@@ -21,6 +21,12 @@ static inline uint64_t now_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
+/*
+ * Peer-supplied text made safe to log: at most dst_len - 1 bytes, every
+ * byte outside printable ASCII shown as '?'.  Returns dst.
+ */
+char *util__printable(char *dst, size_t dst_len, const void *src, size_t n);
+
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
 #endif /* REPLICATOR_UTIL_H */

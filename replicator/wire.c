@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "tls.h"
 #include "util.h"
 #include "wire.h"
 
@@ -23,6 +29,7 @@ const char *wire__strerror(int status)
 	case WIRE_BAD_HEADER:	return "corrupt message header";
 	case WIRE_BAD_PAYLOAD:	return "payload checksum mismatch";
 	case WIRE_TOO_BIG:	return "message larger than allowed";
+	case WIRE_BAD_RECORD:	return "TLS record failed authentication";
 	default:		return "system error";
 	}
 }
@@ -64,52 +71,114 @@ int wire__hello_check(const struct wire_hello *mine,
 	return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+void wire__link_init(struct wire_link *l, int fd)
 {
-	const uint8_t *p = buf;
+	*l = (struct wire_link){ .fd = fd, .send_timeout_ms = -1 };
+	pthread_mutex_init(&l->lock, NULL);
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+void wire__link_close(struct wire_link *l)
+{
+	tls__close(l);
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+}
+
+/*
+ * One read or write: the bytes moved, 0 if the peer closed the link, or
+ * a wire_status; WIRE_TIMEOUT here means "wait for *events".
+ */
+static ssize_t link__io(struct wire_link *l, bool wr, void *p, size_t len,
+			short *events)
+{
+	size_t done = 0;
+	ssize_t n;
+	int ok, e;
+
+	if (!l->ssl) {
+		n = wr ? send(l->fd, p, len, MSG_NOSIGNAL) : recv(l->fd, p, len, 0);
+		if (n >= 0)
+			return n;
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			*events = wr ? POLLOUT : POLLIN;
+			return WIRE_TIMEOUT;
+		}
+		return errno == EPIPE || errno == ECONNRESET ? 0 : WIRE_ERROR;
+	}
+	pthread_mutex_lock(&l->lock);
+	ERR_clear_error();
+	ok = wr ? SSL_write_ex(l->ssl, p, len, &done) :
+		  SSL_read_ex(l->ssl, p, len, &done);
+	e = ok ? SSL_ERROR_NONE : SSL_get_error(l->ssl, 0);
+	/* OpenSSL 3 reports an end without close_notify as an error. */
+	if (e == SSL_ERROR_SSL &&
+	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		e = SSL_ERROR_ZERO_RETURN;
+	ERR_clear_error();
+	pthread_mutex_unlock(&l->lock);
+	switch (e) {
+	case SSL_ERROR_NONE:
+		return done;
+	case SSL_ERROR_WANT_READ:
+		*events = POLLIN;
+		return WIRE_TIMEOUT;
+	case SSL_ERROR_WANT_WRITE:
+		*events = POLLOUT;
+		return WIRE_TIMEOUT;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		/* A reset, or a shutdown() of our own. */
+		return 0;
+	default:
+		/* A record that failed to decrypt, or a protocol error. */
+		return WIRE_BAD_RECORD;
+	}
+}
+
+/* Move all len bytes; each wait is bounded by timeout_ms (-1: none). */
+static int link__all(struct wire_link *l, bool wr, void *buf, size_t len,
+		     int timeout_ms)
+{
+	uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		struct pollfd pfd = { .fd = l->fd };
+		ssize_t n = link__io(l, wr, p, len, &pfd.events);
+		int r;
 
-		if (n < 0 && errno == EINTR)
+		if (n == 0)
+			return WIRE_CLOSED;
+		if (n > 0) {
+			p += n;
+			len -= n;
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return WIRE_TIMEOUT;	/* SO_SNDTIMEO */
-		if (n <= 0)
-			return errno == EPIPE || errno == ECONNRESET ?
-			       WIRE_CLOSED : WIRE_ERROR;
-		p += n;
-		len -= n;
+		}
+		if (n != WIRE_TIMEOUT)
+			return n;
+		r = poll(&pfd, 1, timeout_ms);
+		if (r < 0 && errno != EINTR)
+			return WIRE_ERROR;
+		if (r == 0)
+			return WIRE_TIMEOUT;
 	}
 	return WIRE_OK;
 }
 
-static int read_all(int fd, void *buf, size_t len, int timeout_ms)
+#define WIRE_SMALL	1024
+
+static int write_all(struct wire_link *l, const void *buf, size_t len)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	uint8_t *p = buf;
+	return link__all(l, true, (void *)buf, len, l->send_timeout_ms);
+}
 
-	while (len) {
-		ssize_t n;
-		int r = poll(&pfd, 1, timeout_ms);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return WIRE_ERROR;
-		if (r == 0)
-			return WIRE_TIMEOUT;
-		n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n == 0 || (n < 0 && errno == ECONNRESET))
-			return WIRE_CLOSED;
-		if (n < 0)
-			return WIRE_ERROR;
-		p += n;
-		len -= n;
-	}
-	return WIRE_OK;
+static int read_all(struct wire_link *l, void *buf, size_t len,
+		    int timeout_ms)
+{
+	return link__all(l, false, buf, len, timeout_ms);
 }
 
 void wire__header(struct msg_hdr *h, enum msg_type type, uint64_t seq,
@@ -126,18 +195,27 @@ void wire__header(struct msg_hdr *h, enum msg_type type, uint64_t seq,
 	h->hdr_crc = crc32c(0, h, offsetof(struct msg_hdr, hdr_crc));
 }
 
-int wire__send(int fd, enum msg_type type, uint64_t seq,
+int wire__send(struct wire_link *l, enum msg_type type, uint64_t seq,
 	       const void *payload, size_t len)
 {
 	struct msg_hdr h;
 	int r;
 
 	wire__header(&h, type, seq, payload, len);
-	r = write_all(fd, &h, sizeof(h));
-	return r ? r : write_all(fd, payload, len);
+	/* A small message goes in one write: one TLS record, one segment. */
+	if (len <= WIRE_SMALL) {
+		uint8_t one[sizeof(h) + WIRE_SMALL];
+
+		memcpy(one, &h, sizeof(h));
+		if (len)
+			memcpy(one + sizeof(h), payload, len);
+		return write_all(l, one, sizeof(h) + len);
+	}
+	r = write_all(l, &h, sizeof(h));
+	return r ? r : write_all(l, payload, len);
 }
 
-int wire__send_damaged(int fd, enum msg_type type, uint64_t seq,
+int wire__send_damaged(struct wire_link *l, enum msg_type type, uint64_t seq,
 			const void *payload, size_t len, size_t at)
 {
 	uint8_t *copy = malloc(len);
@@ -151,17 +229,17 @@ int wire__send_damaged(int fd, enum msg_type type, uint64_t seq,
 	wire__header(&h, type, seq, payload, len);
 	memcpy(copy, payload, len);
 	copy[at] ^= 0x5a;
-	r = write_all(fd, &h, sizeof(h));
+	r = write_all(l, &h, sizeof(h));
 	if (!r)
-		r = write_all(fd, copy, len);
+		r = write_all(l, copy, len);
 	free(copy);
 	return r;
 }
 
-int wire__recv(int fd, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
+int wire__recv(struct wire_link *l, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
 	       size_t max_len, int timeout_ms)
 {
-	int r = read_all(fd, hdr, sizeof(*hdr), timeout_ms);
+	int r = read_all(l, hdr, sizeof(*hdr), timeout_ms);
 
 	if (r)
 		return r;
@@ -178,7 +256,7 @@ int wire__recv(int fd, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
 		*buf = p;
 		*cap = hdr->len;
 	}
-	r = read_all(fd, *buf, hdr->len, timeout_ms);
+	r = read_all(l, *buf, hdr->len, timeout_ms);
 	if (r)
 		return r;
 	if (crc32c(0, *buf, hdr->len) != hdr->crc)

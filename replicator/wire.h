@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The replication link: messages over one TCP connection.
+ * The replication link: messages over one TCP connection, inside TLS 1.3
+ * with a pre-shared key (tls.h) in the product; plain only in tests.
  *
  * Every message is a header followed by len bytes of payload.  The
  * header carries its own CRC, so a damaged length is caught before it is
@@ -11,6 +12,7 @@
 #ifndef REPLICATOR_WIRE_H
 #define REPLICATOR_WIRE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +21,8 @@
 
 enum msg_type {
 	MSG_CKPT = 1,		/* primary: a checkpoint (ckpt.h) */
-	MSG_ACK = 2,		/* secondary: checkpoint seq applied */
+	/* secondary: checkpoint seq applied; payload: its SHA-256 (tls.h) */
+	MSG_ACK = 2,
 	MSG_NAK = 3,		/* secondary: checkpoint seq refused */
 	/* primary: still alive; seq: its CLOCK_MONOTONIC time of sending, ns */
 	MSG_HEARTBEAT = 4,
@@ -34,9 +37,9 @@ enum msg_type {
  * or with MSG_NAK and the reason.  The primary checks the answer the same
  * way.  Both then hold the other to the timing rule of wire__hello_check():
  * the primary goes on unprotected after losing the link only once the
- * secondary can no longer take over (README.md, "Split brain").  Issue
- * 17's authentication of the peer is to come before anything in it is
- * trusted; "reserved" is kept for it and must be 0.
+ * secondary can no longer take over (README.md, "Split brain").  The
+ * handshake runs inside TLS: the peer has proven that it holds the key
+ * before a byte of it is parsed.  "reserved" must be 0.
  */
 #define HELLO_PRIMARY	1
 #define HELLO_SECONDARY	2
@@ -96,24 +99,41 @@ enum wire_status {
 	WIRE_BAD_PAYLOAD = -4,	/* payload CRC mismatch: message refused */
 	WIRE_TOO_BIG = -5,	/* len above the receiver's limit */
 	WIRE_ERROR = -6,	/* a system call failed */
+	WIRE_BAD_RECORD = -7,	/* TLS: a record failed authentication */
 };
+
+/*
+ * One end of the link.  The socket is non-blocking; every read and write
+ * goes through ssl, if set, under lock, so that one thread may send while
+ * another receives.
+ */
+struct wire_link {
+	int fd;
+	struct ssl_st *ssl;		/* NULL: plain, for tests */
+	pthread_mutex_t lock;
+	int send_timeout_ms;		/* -1: none */
+};
+
+void wire__link_init(struct wire_link *l, int fd);
+void wire__link_close(struct wire_link *l);
 
 const char *wire__strerror(int status);
 void wire__header(struct msg_hdr *h, enum msg_type type, uint64_t seq,
 		  const void *payload, size_t len);
-int wire__send(int fd, enum msg_type type, uint64_t seq,
+int wire__send(struct wire_link *l, enum msg_type type, uint64_t seq,
 	       const void *payload, size_t len);
 /* For tests: the same, with one payload byte changed after the CRC. */
-int wire__send_damaged(int fd, enum msg_type type, uint64_t seq,
+int wire__send_damaged(struct wire_link *l, enum msg_type type, uint64_t seq,
 		       const void *payload, size_t len, size_t at);
 /*
  * Receive one message.  *buf is grown as needed (realloc); the payload
  * is checked against the header.  timeout_ms bounds every wait for data
  * (-1: none).
  */
-int wire__recv(int fd, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
+int wire__recv(struct wire_link *l, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
 	       size_t max_len, int timeout_ms);
 
+/* For plain sockets (the observer's); a link has send_timeout_ms. */
 void wire__send_timeout(int fd, int ms);
 int wire__listen(const char *addr, int port);
 int wire__accept(int lfd, int timeout_ms);

@@ -50,19 +50,21 @@
 #include <sched.h>
 
 #include "ckpt.h"
+#include "test/ft.h"
 #include "util.h"
 #include "wire.h"
 
 static unsigned int test_nr, failed;
 static uint64_t rng_state;
-static char exe[PATH_MAX], dir[64];
+char exe[PATH_MAX], dir[64], psk_file[PATH_MAX];
+bool spawn_bare;
 
-static uint64_t rnd(void)
+uint64_t rnd(void)
 {
 	return abi_rng(&rng_state);
 }
 
-static void tap(bool ok, const char *fmt, ...)
+void tap(bool ok, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -75,7 +77,7 @@ static void tap(bool ok, const char *fmt, ...)
 	failed += !ok;
 }
 
-static void diag(const char *fmt, ...)
+void diag(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -255,6 +257,7 @@ static int fz__over_wire(const uint8_t *p, size_t len, size_t cut,
 {
 	size_t total = sizeof(struct msg_hdr) + len;
 	uint8_t *frame = malloc(total);
+	struct wire_link l;
 	int sv[2], r;
 	pid_t pid;
 
@@ -272,8 +275,9 @@ static int fz__over_wire(const uint8_t *p, size_t len, size_t cut,
 		_exit(write(sv[1], frame, total) != (ssize_t)total);
 	}
 	close(sv[1]);
-	r = wire__recv(sv[0], h, buf, cap, 1 << 24, 5000);
-	close(sv[0]);
+	wire__link_init(&l, sv[0]);
+	r = wire__recv(&l, h, buf, cap, 1 << 24, 5000);
+	wire__link_close(&l);
 	waitpid(pid, NULL, 0);
 	free(frame);
 	return r;
@@ -357,11 +361,36 @@ struct run {
 	int port;
 };
 
-/* Start argv with its output in the file out, or on ours if out is NULL. */
-static pid_t spawn(const char *out, char *const argv[])
+/*
+ * Start argv with its output in the file out, or on ours if out is NULL.
+ * A secondary, and a primary with a peer, get the pair's key (--psk
+ * psk_file) and a secondary --listen 127.0.0.1, unless argv gives its
+ * own or spawn_bare is set.
+ */
+pid_t spawn(const char *out, char *const argv[])
 {
-	pid_t pid = fork();
+	bool sec = argv[1] && !strcmp(argv[1], "secondary");
+	bool psk = false, listen = false, peer = false;
+	char *args[64];
+	unsigned int n;
+	pid_t pid;
 
+	for (n = 0; argv[n] && n < 59; n++) {
+		args[n] = argv[n];
+		psk |= !strcmp(argv[n], "--psk");
+		listen |= !strcmp(argv[n], "--listen");
+		peer |= !strcmp(argv[n], "--peer");
+	}
+	if (sec && !listen && !spawn_bare) {
+		args[n++] = "--listen";
+		args[n++] = "127.0.0.1";
+	}
+	if ((sec || peer) && !psk && !spawn_bare) {
+		args[n++] = "--psk";
+		args[n++] = psk_file;
+	}
+	args[n] = NULL;
+	pid = fork();
 	if (pid == 0) {
 		if (out) {
 			int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -369,7 +398,7 @@ static pid_t spawn(const char *out, char *const argv[])
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		execv(argv[0], argv);
+		execv(args[0], args);
 		_exit(127);
 	}
 	return pid;
@@ -389,7 +418,7 @@ static unsigned int lines(const char *path)
 	return n;
 }
 
-static bool file_has(const char *path, const char *needle)
+bool file_has(const char *path, const char *needle)
 {
 	char line[1024];
 	bool found = false;
@@ -403,7 +432,7 @@ static bool file_has(const char *path, const char *needle)
 	return found;
 }
 
-static void dump(const char *path)
+void dump(const char *path)
 {
 	char line[1024];
 	FILE *f = fopen(path, "r");
@@ -416,7 +445,7 @@ static void dump(const char *path)
 }
 
 /* Wait for pid up to secs; SIGKILL it after that.  Returns the status. */
-static int reap(pid_t pid, int secs)
+int reap(pid_t pid, int secs)
 {
 	int status, i;
 
@@ -483,11 +512,11 @@ static pid_t pipelined__primary(const struct run *run, bool plug,
 		die("pipe: %m");
 	pid = fork();
 	if (pid == 0) {
-		char *argv[24] = { exe, "primary", "--peer", rhost, "--port",
+		char *argv[32] = { exe, "primary", "--peer", rhost, "--port",
 				   port, "--block", blk, "--observer", ohost,
 				   "--observer-port", oport, "--records", records,
-				   "--stats", "0" };
-		unsigned int a = 16;
+				   "--stats", "0", "--psk", psk_file };
+		unsigned int a = 18;
 
 		if (events) {
 			argv[a++] = "--pipelined";
@@ -566,7 +595,7 @@ static void run__start(struct run *run, unsigned int round,
 		       const char *corrupt)
 {
 	char port[16], oport[16], sseed[32], blk[PATH_MAX], sblk[PATH_MAX];
-	char records[16], fence[512];
+	char records[16], fence[512], listen[32];
 
 	run__observer(run, 7600 + (round % 100) * 2);
 	snprintf(port, sizeof(port), "%d", run->port);
@@ -610,6 +639,12 @@ static void run__start(struct run *run, unsigned int round,
 		}
 		argv[n++] = "--fence-timeout";
 		argv[n++] = fence_file ? "1500" : "2000";
+		/* The pipelined primary runs in its own namespace. */
+		snprintf(listen, sizeof(listen), "10.78.%u.1", round % 100);
+		if (pipelined) {
+			argv[n++] = "--listen";
+			argv[n++] = listen;
+		}
 		run->secondary = spawn(run->sec_err, argv);
 	}
 }
@@ -732,7 +767,7 @@ static double takeover_ms(const struct run *run, char *what, size_t len)
 	return ms;
 }
 
-static bool exited(int status, int code)
+bool exited(int status, int code)
 {
 	return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == code;
 }
@@ -854,13 +889,14 @@ static void test_observer_outage(void)
 	run__observer(&run, 7900);
 	{
 		char port[16], oport[16], records[16], sblk[PATH_MAX];
-		char fence[512];
+		char fence[512], listen[32];
 		char *argv[] = { exe, "secondary", "--port", port, "--block",
 				 sblk, "--observer", "127.0.0.1",
 				 "--observer-port", oport, "--records", records,
 				 "--timeout", "1000", "--stats", "0", "--fence",
-				 fence, NULL };
+				 fence, "--listen", listen, NULL };
 
+		snprintf(listen, sizeof(listen), "10.78.%u.1", n);
 		snprintf(port, sizeof(port), "%d", run.port);
 		snprintf(oport, sizeof(oport), "%d", run.port + 1);
 		snprintf(records, sizeof(records), "%d", RECORDS);
@@ -1240,16 +1276,22 @@ static void pipelined(bool plug)
 	snprintf(events, sizeof(events), "%s/events.log", dir);
 	snprintf(sblk, sizeof(sblk), "%s/secondary.img", dir);
 	unlink(events);
-	{
-		char *argv[] = { exe, "secondary", "--port", port, "--block",
-				 sblk, "--records", records, "--stats", "0",
-				 "--ack-delay", "20", NULL };
-
-		run.secondary = spawn(run.sec_err, argv);
-	}
-	usleep(200000);
+	/*
+	 * The primary first: the secondary listens on the address of the
+	 * primary's namespace link, which pipelined__primary() sets up.  The
+	 * primary retries its connection meanwhile.
+	 */
 	run.primary = pipelined__primary(&run, plug, events, n,
 					 plug ? "7" : NULL);
+	{
+		char listen[32];
+		char *argv[] = { exe, "secondary", "--port", port, "--block",
+				 sblk, "--records", records, "--stats", "0",
+				 "--ack-delay", "20", "--listen", listen, NULL };
+
+		snprintf(listen, sizeof(listen), "10.78.%u.1", n);
+		run.secondary = spawn(run.sec_err, argv);
+	}
 	st_pri = reap(run.primary, 300);
 	st_sec = reap(run.secondary, 60);
 	run__stop_observer(&run);
@@ -1353,7 +1395,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 0;
 	unsigned int rounds = 20, cases = 200;
 	bool all = true, fuzz = false, failover = false, split = false;
-	bool pipe = false, outage = false;
+	bool pipe = false, outage = false, secure = false;
 	char *p;
 	int c, i;
 
@@ -1369,7 +1411,7 @@ int main(int argc, char **argv)
 			cases = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [fuzz|failover|split_brain|pipelined|observer_outage]...\n",
+			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [fuzz|failover|split_brain|pipelined|observer_outage|security]...\n",
 				argv[0]);
 			return 2;
 		}
@@ -1381,11 +1423,13 @@ int main(int argc, char **argv)
 		split |= !strcmp(argv[i], "split_brain");
 		pipe |= !strcmp(argv[i], "pipelined");
 		outage |= !strcmp(argv[i], "observer_outage");
+		secure |= !strcmp(argv[i], "security");
 	}
 	if (!seed)
 		seed = now_ns() ^ getpid();
 	rng_state = seed;
 	prog_role = "ft-test";
+	signal(SIGPIPE, SIG_IGN);	/* the impostors' links, as main.c */
 
 	if (readlink("/proc/self/exe", exe, sizeof(exe) - 1) < 0)
 		die("readlink: %m");
@@ -1393,6 +1437,9 @@ int main(int argc, char **argv)
 	snprintf(p + 1, sizeof(exe) - (p + 1 - exe), "kemari-replicator");
 	snprintf(dir, sizeof(dir), "/tmp/kemari-ft-%d", getpid());
 	mkdir(dir, 0755);
+	snprintf(psk_file, sizeof(psk_file), "%s/psk", dir);
+	if (write_psk(psk_file, "kemari-ft", 0600))
+		die("cannot write %s: %m", psk_file);
 
 	printf("TAP version 13\n");
 	printf("# seed %llu (rerun with -s %llu)\n", (unsigned long long)seed,
@@ -1409,6 +1456,8 @@ int main(int argc, char **argv)
 		test_pipelined();
 	if (all || outage)
 		test_observer_outage();
+	if (all || secure)
+		test_security();
 	printf("1..%u\n", test_nr);
 	return failed ? 1 : 0;
 }
