@@ -11,6 +11,7 @@
  *
  * See README.md in this directory.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -75,7 +76,8 @@ static unsigned long num(const char *s)
 
 	errno = 0;
 	v = strtoul(s, &end, 0);
-	if (!*s || *end || *s == '-' || errno)
+	if (!*s || *end || strchr(s, '-') || isspace((unsigned char)*s) ||
+	    errno)
 		die("not a number: %s", s);
 	return v;
 }

@@ -231,9 +231,13 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 		}
 		r = link__send_ckpt(vmm, seq, tries);
 		pthread_mutex_unlock(&rlink.lock);
-		if (!r)
-			r = wire__recv(&rlink.wl, &h, &rlink.buf, &rlink.cap, 256,
-				       rlink.ack_timeout_ms);
+		/* A send that fails or stalls is a lost link, not a late ack. */
+		if (r) {
+			link__lost(seq, wire__strerror(r));
+			return -EPIPE;
+		}
+		r = wire__recv(&rlink.wl, &h, &rlink.buf, &rlink.cap, 256,
+			       rlink.ack_timeout_ms);
 		if (r || h.type != MSG_NAK)
 			return link__reply(seq, r, &h) ? 0 : -EPIPE;
 		warn_msg("the secondary refused checkpoint %llu (%s); sending it again",
@@ -398,18 +402,28 @@ static void primary__hello(const struct options *o)
 static void primary__connect(struct vmm *vmm, const struct options *o)
 {
 	char why[256];
-	int fd;
+	int fd, r, tries;
 
-	fd = wire__connect(o->peer, o->port, 10000);
-	if (fd < 0)
-		die("cannot reach the secondary at %s:%d: %s", o->peer,
-		    o->port, strerror(-fd));
-	wire__link_init(&rlink.wl, fd);
+	for (tries = 1;; tries++) {
+		fd = wire__connect(o->peer, o->port, 10000);
+		if (fd < 0)
+			die("cannot reach the secondary at %s:%d: %s", o->peer,
+			    o->port, strerror(-fd));
+		wire__link_init(&rlink.wl, fd);
+		/* Nothing is sent before the secondary proves it holds the key. */
+		r = tls__client(&rlink.wl, &o->key, TLS_CLIENT_MS, why,
+				sizeof(why));
+		if (!r)
+			break;
+		wire__link_close(&rlink.wl);
+		/* It may be busy refusing others: try again, a few times. */
+		if (r != -ETIMEDOUT || tries == 3)
+			die("the secondary at %s:%d is not authenticated: %s",
+			    o->peer, o->port, why);
+		warn_msg("the secondary at %s:%d: %s; connecting again", o->peer,
+			 o->port, why);
+	}
 	rlink.wl.send_timeout_ms = o->timeout_ms;
-	/* Nothing is sent before the secondary has proven it holds the key. */
-	if (tls__client(&rlink.wl, &o->key, TLS_CLIENT_MS, why, sizeof(why)))
-		die("the secondary at %s:%d is not authenticated: %s", o->peer,
-		    o->port, why);
 	primary__hello(o);
 	rlink.up = true;
 	rlink.pipelined = o->pipelined;

@@ -357,8 +357,13 @@ static int secondary__pair(const struct options *o, int lfd,
 
 		fd = now < end ? wire__accept(lfd, (end - now) / 1000000 + 1) :
 				 -ETIMEDOUT;
+		/* accept(2): a connection that went before it was taken. */
+		if (fd == -EAGAIN || fd == -ECONNABORTED || fd == -EPROTO ||
+		    fd == -EINTR)
+			continue;
 		if (fd < 0)
 			break;
+		snprintf(peer, len, "unknown");
 		secondary__peer_name(fd, peer, len);
 		wire__link_init(l, fd);
 		if (!tls__server(l, &o->key, TLS_SERVER_MS, why, sizeof(why)))
@@ -374,9 +379,10 @@ static int secondary__pair(const struct options *o, int lfd,
 static void secondary__refuse_others(int lfd)
 {
 	char name[64];
-	int fd;
+	int fd, n = 0;
 
-	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+	/* A few at a time: a flood must not starve the primary's link. */
+	while (n++ < 8 && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
 		snprintf(name, sizeof(name), "unknown");
 		secondary__peer_name(fd, name, sizeof(name));
 		warn_msg("refused a connection from %s: this secondary is paired",

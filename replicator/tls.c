@@ -44,7 +44,13 @@ int tls__load_psk(const char *path, struct tls_psk *psk, char *why,
 		snprintf(why, len, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fileno(f), &st) || (st.st_mode & 077)) {
+	setvbuf(f, NULL, _IONBF, 0);	/* no copy of the key in stdio */
+	if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+		snprintf(why, len, "%s is not a regular file", path);
+		fclose(f);
+		return -1;
+	}
+	if (st.st_mode & 077) {
 		snprintf(why, len, "%s is readable by group or others (mode %03o): it holds the key to all guest memory on the link; chmod 600 it",
 			 path, (unsigned int)(st.st_mode & 0777));
 		fclose(f);
@@ -222,7 +228,7 @@ static int tls__handshake(struct wire_link *l, const struct tls_psk *psk,
 			else
 				tls__reason(ssl, e, &st, why, len);
 			SSL_free(ssl);
-			return -1;
+			return pfd.events ? -ETIMEDOUT : -1;
 		}
 		if (poll(&pfd, 1, (end - now) / 1000000 + 1) < 0 &&
 		    errno != EINTR) {

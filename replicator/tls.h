@@ -45,7 +45,8 @@ int tls__load_psk(const char *path, struct tls_psk *psk, char *why,
 /*
  * The handshake on l's socket, as client (the primary) or server (the
  * secondary), within timeout_ms.  0: l->ssl is set and the peer holds
- * the key; -1 with the reason in why, and l is as it was.
+ * the key; -1 with the reason in why, or -ETIMEDOUT if the peer did not
+ * finish in time, and l is as it was.
  */
 int tls__client(struct wire_link *l, const struct tls_psk *psk,
 		int timeout_ms, char *why, size_t len);

@@ -71,6 +71,8 @@ int wire__hello_check(const struct wire_hello *mine,
 	return 0;
 }
 
+#define WIRE_REKEY_BYTES	(16ULL << 30)
+
 void wire__link_init(struct wire_link *l, int fd)
 {
 	*l = (struct wire_link){ .fd = fd, .send_timeout_ms = -1 };
@@ -95,8 +97,8 @@ static ssize_t link__io(struct wire_link *l, bool wr, void *p, size_t len,
 			short *events)
 {
 	size_t done = 0;
+	int ok, e, reason;
 	ssize_t n;
-	int ok, e;
 
 	if (!l->ssl) {
 		n = wr ? send(l->fd, p, len, MSG_NOSIGNAL) : recv(l->fd, p, len, 0);
@@ -113,12 +115,22 @@ static ssize_t link__io(struct wire_link *l, bool wr, void *p, size_t len,
 	ok = wr ? SSL_write_ex(l->ssl, p, len, &done) :
 		  SSL_read_ex(l->ssl, p, len, &done);
 	e = ok ? SSL_ERROR_NONE : SSL_get_error(l->ssl, 0);
-	/* OpenSSL 3 reports an end without close_notify as an error. */
-	if (e == SSL_ERROR_SSL &&
-	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-		e = SSL_ERROR_ZERO_RETURN;
+	reason = e == SSL_ERROR_SSL ? ERR_GET_REASON(ERR_peek_error()) : 0;
+	/*
+	 * AES-GCM's safety limit is about 2^24.5 records a key (RFC 8446
+	 * 5.5), and OpenSSL does not update the key by itself: do it every
+	 * WIRE_REKEY_BYTES, at most 2^20 full records.
+	 */
+	if (ok && wr)
+		l->sent += done;
+	if (l->sent >= WIRE_REKEY_BYTES &&
+	    SSL_key_update(l->ssl, SSL_KEY_UPDATE_NOT_REQUESTED))
+		l->sent = 0;
 	ERR_clear_error();
 	pthread_mutex_unlock(&l->lock);
+	/* OpenSSL 3 reports an end without close_notify as an error. */
+	if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return 0;
 	switch (e) {
 	case SSL_ERROR_NONE:
 		return done;
@@ -134,8 +146,16 @@ static ssize_t link__io(struct wire_link *l, bool wr, void *p, size_t len,
 		/* A reset, or a shutdown() of our own. */
 		return 0;
 	default:
-		/* A record that failed to decrypt, or a protocol error. */
-		return WIRE_BAD_RECORD;
+		/*
+		 * A record that failed to authenticate here, or one that
+		 * the peer told us (its alert) failed there.  Any other
+		 * TLS error is an error of the link, not evidence of an
+		 * attack.
+		 */
+		if (reason == SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC ||
+		    reason == SSL_R_SSLV3_ALERT_BAD_RECORD_MAC)
+			return WIRE_BAD_RECORD;
+		return WIRE_ERROR;
 	}
 }
 
@@ -144,28 +164,37 @@ static int link__all(struct wire_link *l, bool wr, void *buf, size_t len,
 		     int timeout_ms)
 {
 	uint8_t *p = buf;
+	int r = WIRE_OK;
 
+	if (wr && l->broken)
+		return WIRE_CLOSED;
 	while (len) {
 		struct pollfd pfd = { .fd = l->fd };
 		ssize_t n = link__io(l, wr, p, len, &pfd.events);
-		int r;
 
-		if (n == 0)
-			return WIRE_CLOSED;
 		if (n > 0) {
 			p += n;
 			len -= n;
 			continue;
 		}
-		if (n != WIRE_TIMEOUT)
-			return n;
+		if (n == 0 || n != WIRE_TIMEOUT) {
+			r = n ? n : WIRE_CLOSED;
+			break;
+		}
 		r = poll(&pfd, 1, timeout_ms);
-		if (r < 0 && errno != EINTR)
-			return WIRE_ERROR;
-		if (r == 0)
-			return WIRE_TIMEOUT;
+		if (r < 0 && errno != EINTR) {
+			r = WIRE_ERROR;
+			break;
+		}
+		if (r == 0) {
+			r = WIRE_TIMEOUT;
+			break;
+		}
+		r = WIRE_OK;
 	}
-	return WIRE_OK;
+	if (wr && r)
+		l->broken = true;
+	return r;
 }
 
 #define WIRE_SMALL	1024

@@ -13,6 +13,7 @@
 #define REPLICATOR_WIRE_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,6 +113,13 @@ struct wire_link {
 	struct ssl_st *ssl;		/* NULL: plain, for tests */
 	pthread_mutex_t lock;
 	int send_timeout_ms;		/* -1: none */
+	/*
+	 * A write failed or timed out part-way: the stream (and TLS's
+	 * pending record) is torn, so every later write fails at once.
+	 * Reads go on: what the peer sent before may still be read.
+	 */
+	bool broken;
+	uint64_t sent;			/* bytes since the last key update */
 };
 
 void wire__link_init(struct wire_link *l, int fd);
