@@ -455,25 +455,13 @@ static void on_meddle(int sig)
 	meddle = 1;
 }
 
-static bool read_full(int fd, uint8_t *p, size_t n)
+/* Move all n bytes through fd, reading or writing; false at its end. */
+static bool fd_full(int fd, void *buf, size_t n, bool wr)
 {
-	while (n) {
-		ssize_t r = read(fd, p, n);
+	uint8_t *p = buf;
 
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		p += r;
-		n -= r;
-	}
-	return true;
-}
-
-static bool write_full(int fd, const uint8_t *p, size_t n)
-{
 	while (n) {
-		ssize_t r = write(fd, p, n);
+		ssize_t r = wr ? write(fd, p, n) : read(fd, p, n);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -498,19 +486,19 @@ static void mitm_forward(int from, int to, bool replay)
 	for (;;) {
 		size_t len;
 
-		if (!read_full(from, rec, 5))
+		if (!fd_full(from, rec, 5, false))
 			break;
 		len = rec[3] << 8 | rec[4];
-		if (len > sizeof(rec) - 5 || !read_full(from, rec + 5, len))
+		if (len > sizeof(rec) - 5 || !fd_full(from, rec + 5, len, false))
 			break;
 		if (meddle && rec[0] == 23 && len > 32) {
 			meddle = 0;
 			if (!replay)
 				rec[5 + len / 2] ^= 0x40;
-			else if (!write_full(to, rec, 5 + len))
+			else if (!fd_full(to, rec, 5 + len, true))
 				break;
 		}
-		if (!write_full(to, rec, 5 + len))
+		if (!fd_full(to, rec, 5 + len, true))
 			break;
 	}
 	shutdown(to, SHUT_WR);
@@ -523,7 +511,7 @@ static void mitm_copy(int from, int to)
 	ssize_t n;
 
 	while ((n = read(from, buf, sizeof(buf))) > 0)
-		if (!write_full(to, buf, n))
+		if (!fd_full(to, buf, n, true))
 			break;
 	shutdown(to, SHUT_WR);
 	_exit(0);
