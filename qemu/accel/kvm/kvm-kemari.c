@@ -8,7 +8,10 @@
  * freeze, and completes the freeze from the main loop once every vCPU is
  * out of KVM_RUN: the dirty rings are reaped and KVM_KEMARI_RESUME lets
  * the held writes through.  Without a secondary that is all a freeze
- * does; a checkpoint goes between the reap and the resume.
+ * does.  With one (migration capability x-kemari, migration/kemari.c)
+ * the freeze asks for a checkpoint instead, and the checkpoint ends the
+ * freeze once the secondary holds it (kvm_kemari_checkpoint_begin() and
+ * kvm_kemari_checkpoint_commit()).
  *
  * Copyright (c) 2026 The Kemari for KVM authors
  *
@@ -24,7 +27,6 @@
 #include "qom/object.h"
 #include "exec/memory.h"
 #include "hw/boards.h"
-#include "migration/blocker.h"
 #include "hw/core/cpu.h"
 #include "sysemu/cpus.h"
 #include "sysemu/runstate.h"
@@ -41,13 +43,18 @@ typedef struct KVMKemari {
     uint32_t dirty_quota;       /* kemari-dirty-quota, 0: none */
     QEMUBH *freeze_bh;          /* completes a freeze in the main loop */
     Notifier machine_done;      /* starts dirty tracking */
-    Error *migration_blocker;
     Notifier exit;              /* prints the status line */
     uint64_t sync_exits;        /* KVM_EXIT_KEMARI_SYNC seen, all vCPUs */
     uint64_t freezes;           /* freezes completed by KVM_KEMARI_RESUME */
     int64_t frozen_since;       /* first sync exit of this freeze, ns */
     int64_t last_pause_ns;      /* that to KVM_KEMARI_RESUME, last freeze */
     int64_t max_pause_ns;
+    void (*checkpoint)(void *); /* asks for a checkpoint; NULL: none */
+    void *checkpoint_opaque;
+    bool checkpointing;         /* asked for, or being taken */
+    uint32_t sync_generation;   /* the latest freeze a sync exit reported */
+    uint32_t committed;         /* the latest freeze a checkpoint ended */
+    uint64_t checkpoints;       /* committed checkpoints */
 } KVMKemari;
 
 static void kvm_kemari_machine_done(Notifier *n, void *unused);
@@ -62,8 +69,9 @@ static KVMKemari kemari = {
 static void kvm_kemari_exit(Notifier *n, void *unused)
 {
     info_report("kemari: %" PRIu64 " sync exits, %" PRIu64 " freezes, "
-                "last pause %" PRId64 " us, longest %" PRId64 " us",
-                kemari.sync_exits, kemari.freezes,
+                "%" PRIu64 " checkpoints, last pause %" PRId64 " us, "
+                "longest %" PRId64 " us",
+                kemari.sync_exits, kemari.freezes, kemari.checkpoints,
                 kemari.last_pause_ns / 1000, kemari.max_pause_ns / 1000);
 }
 
@@ -85,13 +93,23 @@ static void kvm_kemari_machine_done(Notifier *n, void *unused)
         return;
     }
     memory_global_dirty_log_start(GLOBAL_DIRTY_KEMARI);
-    /*
-     * A held write lives in KVM, not in the migration stream: until the
-     * Kemari checkpoint carries it, migration and snapshots would lose it.
-     */
-    error_setg(&kemari.migration_blocker,
-               "kemari=on: held device writes are not migrated yet");
-    migrate_add_blocker(kemari.migration_blocker, &error_fatal);
+}
+
+/* The end of a freeze, with the BQL and every vCPU out of KVM_RUN. */
+static int kvm_kemari_resume(void)
+{
+    int ret = kvm_vm_ioctl(kvm_state, KVM_KEMARI_RESUME, 0);
+
+    if (ret >= 0) {
+        if (ret == 0) {
+            kemari.freezes++;
+            kemari.last_pause_ns = get_clock() - kemari.frozen_since;
+            kemari.max_pause_ns = MAX(kemari.max_pause_ns,
+                                      kemari.last_pause_ns);
+        }
+        kemari.frozen_since = 0;
+    }
+    return ret;
 }
 
 /*
@@ -106,6 +124,19 @@ static void kvm_kemari_freeze_bh(void *opaque)
     uint64_t reaped;
     int ret;
 
+    /*
+     * Protected: the checkpoint stops the vCPUs, reaps the rings and ends
+     * the freeze.  Sync exits of a freeze that a checkpoint has already
+     * ended, or is taking, ask for nothing.
+     */
+    if (kemari.checkpoint) {
+        if (!kemari.checkpointing &&
+            kemari.sync_generation != kemari.committed) {
+            kemari.checkpointing = true;
+            kemari.checkpoint(kemari.checkpoint_opaque);
+        }
+        return;
+    }
     pause_all_vcpus();
     /*
      * A peer that reported the freeze while pause_all_vcpus() waited
@@ -113,14 +144,14 @@ static void kvm_kemari_freeze_bh(void *opaque)
      * KVM_RUN, so that run would find nothing to do.
      */
     qemu_bh_cancel(kemari.freeze_bh);
-    reaped = kvm_dirty_ring_reap_all();
-    ret = kvm_vm_ioctl(kvm_state, KVM_KEMARI_RESUME, 0);
-    if (ret == 0) {
-        kemari.freezes++;
-        kemari.last_pause_ns = get_clock() - kemari.frozen_since;
-        kemari.max_pause_ns = MAX(kemari.max_pause_ns, kemari.last_pause_ns);
+    if (kemari.checkpoint) {
+        /* Protection started while we waited: this freeze is its. */
+        kemari.checkpointing = true;
+        kemari.checkpoint(kemari.checkpoint_opaque);
+        return;
     }
-    kemari.frozen_since = 0;
+    reaped = kvm_dirty_ring_reap_all();
+    ret = kvm_kemari_resume();
     trace_kvm_kemari_resume(ret, reaped, kemari.sync_exits, kemari.freezes);
     if (ret < 0) {
         error_report("kemari: KVM_KEMARI_RESUME failed: %s; stopping the VM",
@@ -131,9 +162,11 @@ static void kvm_kemari_freeze_bh(void *opaque)
     /*
      * ret 1: an earlier run of this bottom half ended the freeze.  A reset
      * or shutdown that a vCPU asked for while it stopped is the main
-     * loop's to handle next; it resumes the vCPUs itself.
+     * loop's to handle next, and a stopped VM's vm_start(): they resume
+     * the vCPUs themselves.
      */
-    if (qemu_reset_requested_get() || qemu_shutdown_requested_get()) {
+    if (qemu_reset_requested_get() || qemu_shutdown_requested_get() ||
+        !runstate_is_running()) {
         return;
     }
     resume_all_vcpus();
@@ -150,8 +183,13 @@ int kvm_kemari_handle_sync(CPUState *cpu, struct kvm_run *run)
 
     trace_kvm_kemari_sync(cpu->cpu_index, e->reason, e->generation,
                           e->write.count, e->dirty_entries);
+    if (!e->generation) {
+        /* The freeze ended before this exit reported it: run on. */
+        return 0;
+    }
     qemu_mutex_lock_iothread();
     kemari.sync_exits++;
+    kemari.sync_generation = e->generation;
     if (!kemari.frozen_since) {
         kemari.frozen_since = get_clock();
     }
@@ -159,6 +197,72 @@ int kvm_kemari_handle_sync(CPUState *cpu, struct kvm_run *run)
     qemu_bh_schedule(kemari.freeze_bh);
     qemu_mutex_unlock_iothread();
     return EXCP_INTERRUPT;
+}
+
+/*
+ * Protection starts (@checkpoint non-NULL) or ends.  @checkpoint is
+ * called in the main loop, with the BQL, once for each freeze that
+ * needs a checkpoint; it must lead to kvm_kemari_checkpoint_begin() and
+ * kvm_kemari_checkpoint_commit(), or to the end of protection.  When
+ * protection ends with the VM frozen, the vCPUs' next KVM_RUN reports
+ * the freeze again and the freeze ends as without a secondary.
+ */
+void kvm_kemari_set_checkpoint(void (*checkpoint)(void *), void *opaque)
+{
+    kemari.checkpoint = checkpoint;
+    kemari.checkpoint_opaque = opaque;
+    kemari.checkpointing = false;
+    if (!checkpoint && kemari.frozen_since) {
+        /* Parked vCPUs of a running VM wait for the bottom half. */
+        qemu_bh_schedule(kemari.freeze_bh);
+    }
+}
+
+/*
+ * A checkpoint starts, with the BQL, before the vCPUs are stopped: freeze
+ * the VM (a freeze that a sync point started is joined), so that no
+ * vCPU that the stop kicks out of KVM_RUN has a held write half done.
+ */
+int kvm_kemari_checkpoint_begin(void)
+{
+    int ret;
+
+    kemari.checkpointing = true;
+    ret = kvm_vm_ioctl(kvm_state, KVM_KEMARI_FREEZE, 0);
+    if (ret < 0) {
+        error_report("kemari: KVM_KEMARI_FREEZE failed: %s", strerror(-ret));
+        return ret;
+    }
+    if (!kemari.frozen_since) {
+        kemari.frozen_since = get_clock();
+    }
+    return 0;
+}
+
+/*
+ * The secondary holds the checkpoint: end the freeze, with the BQL and
+ * the vCPUs still stopped.  The held writes go out on their next KVM_RUN.
+ */
+int kvm_kemari_checkpoint_commit(void)
+{
+    struct kvm_kemari_freeze f = { };
+    int ret;
+
+    ret = kvm_vm_ioctl(kvm_state, KVM_KEMARI_GET_FREEZE, &f);
+    if (ret == 0) {
+        kemari.committed = f.generation;
+        ret = kvm_kemari_resume();
+    }
+    kemari.checkpointing = false;
+    if (ret < 0) {
+        error_report("kemari: ending the freeze after a checkpoint failed: "
+                     "%s", strerror(-ret));
+        return ret;
+    }
+    kemari.checkpoints++;
+    trace_kvm_kemari_checkpoint(kemari.committed, kemari.checkpoints,
+                                kemari.last_pause_ns / 1000);
+    return 0;
 }
 
 /* From kvm_init(), after the dirty ring and before any vCPU exists. */
