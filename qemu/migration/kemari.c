@@ -61,8 +61,12 @@ bool kemari_caps_check(bool *cap_list, Error **errp)
                        "multifd or background-snapshot");
             return false;
         }
-    } else if (cap_list[MIGRATION_CAPABILITY_X_COLO] &&
-               kvm_kemari_enabled() && !runstate_check(RUN_STATE_INMIGRATE)) {
+    } else if (cap_list[MIGRATION_CAPABILITY_X_COLO] && kvm_kemari_enabled()) {
+        /*
+         * Also on a secondary, which needs no x-colo: the capability would
+         * outlive the incoming migration, and a later outgoing one would
+         * be COLO with nothing to checkpoint the freezes.
+         */
         error_setg(errp, "kemari=on: protect with x-kemari, not x-colo, "
                    "whose checkpoints would let held writes out");
         return false;

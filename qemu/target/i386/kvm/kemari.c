@@ -128,7 +128,13 @@ int kvm_kemari_put_pending(CPUState *cs, int level)
     }
     p = kemari_pending_of(cs);
     ret = kvm_vcpu_ioctl(cs, KVM_KEMARI_SET_PENDING, &none);
-    if (!ret && p->write.count) {
+    if (ret < 0) {
+        error_report("kemari: KVM_KEMARI_SET_PENDING on vCPU %d could not "
+                     "discard the held write: %s", cs->cpu_index,
+                     strerror(-ret));
+        return ret;
+    }
+    if (p->write.count) {
         ret = kvm_vcpu_ioctl(cs, KVM_KEMARI_SET_PENDING, p);
     }
     if (ret < 0) {
