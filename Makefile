@@ -10,7 +10,7 @@
 S := scripts
 
 .PHONY: all deps fetch apply kernel selftests userspace qemu initramfs lint \
-	check demo bench soak soak-base test-kemari test-regression base-check series bisect \
+	check mutants demo bench soak soak-base test-kemari test-regression base-check series bisect \
 	clean distclean
 
 all: initramfs
@@ -47,12 +47,17 @@ CHECK_VARIANTS := $(or $(KEMARI_CHECK_VARIANTS),kemari debug)
 
 check: lint
 	for v in $(CHECK_VARIANTS); do KEMARI_VARIANT=$$v $(MAKE) --no-print-directory initramfs || exit 1; done
+	KEMARI_VARIANT=$(firstword $(CHECK_VARIANTS)) $(S)/check-mutants.sh
 	$(S)/run-tests.sh check $(CHECK_VARIANTS)
 demo: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh demo
 bench: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh bench
 	$(S)/plot-bench.sh
+# Delete each check of the replicator's checkpoint parser in turn: a case
+# of "kemari-ft-test checks" must fail each time (on the host, ~40 s).
+mutants: userspace
+	$(S)/check-mutants.sh
 # Long runs, never part of make check: the golden cases and the freeze
 # stress over and over on both kernels, single- and multi-threaded TCG
 # (tests/soak.list, scripts/soak.sh).

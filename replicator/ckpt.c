@@ -133,11 +133,46 @@ static int refuse(const char **why, const char *msg)
 	return -EBADMSG;
 }
 
-static int ck__check_vcpu(const struct replica *r, const struct ck_vcpu *v,
-			  unsigned int expect, const char **why)
+/*
+ * KVM_KEMARI_SET_PENDING's rules (kemari.rst, and kemari_check_write() in
+ * virt/kvm/kemari.c), each with its reason: a write that KVM refuses
+ * cannot be resumed, so the checkpoint that carries it is refused here.
+ */
+static const char *ck__check_write(const struct kvm_kemari_write *w)
 {
-	const struct kvm_kemari_pending *p = &v->state.pending;
+	if (w->flags)
+		return "pending write has reserved flags set";
+	if (!w->count && (w->bus || w->len || w->addr))
+		return "pending write has no count but names a device";
+	if (!w->count)
+		return NULL;
+	switch (w->bus) {
+	case KVM_KEMARI_BUS_PIO:
+		if (w->len != 1 && w->len != 2 && w->len != 4)
+			return "pending PIO write has a bad size";
+		if (w->addr > 0xffff || w->addr + w->len > 0x10000)
+			return "pending PIO write runs past port 0xffff";
+		if (w->count > KVM_KEMARI_MAX_DATA / w->len)
+			return "pending PIO write is longer than KVM holds";
+		break;
+	case KVM_KEMARI_BUS_MMIO:
+		if (w->count != 1 || !w->len)
+			return "pending MMIO write is not one access";
+		if (w->addr + w->len < w->addr)
+			return "pending MMIO write wraps around";
+		if (w->len > KVM_KEMARI_MAX_DATA)
+			return "pending MMIO write is longer than KVM holds";
+		break;
+	default:
+		return "pending write is on an unknown bus";
+	}
+	return NULL;
+}
 
+static int ck__check_vcpu(const struct ck_vcpu *v, unsigned int expect,
+			  const char **why)
+{
+	const char *bad = ck__check_write(&v->state.pending.write);
 	unsigned int i;
 
 	if (v->id != expect || v->pad)
@@ -147,19 +182,8 @@ static int ck__check_vcpu(const struct replica *r, const struct ck_vcpu *v,
 	for (i = 0; i < NR_SAVED_MSRS; i++)
 		if (v->state.msrs.entries[i].index != vcpu__saved_msr(i))
 			return refuse(why, "vCPU MSR list is wrong");
-	if (p->write.flags || (!p->write.count &&
-			       (p->write.bus || p->write.len || p->write.addr)))
-		return refuse(why, "pending write is malformed");
-	if (p->write.count && p->write.bus == KVM_KEMARI_BUS_PIO &&
-	    (p->write.len != 1 && p->write.len != 2 && p->write.len != 4))
-		return refuse(why, "pending PIO write has a bad size");
-	if (p->write.count && p->write.bus == KVM_KEMARI_BUS_MMIO &&
-	    (p->write.count != 1 || !p->write.len))
-		return refuse(why, "pending MMIO write is malformed");
-	if (p->write.count && (p->write.bus > KVM_KEMARI_BUS_PIO ||
-	    (uint64_t)p->write.count * p->write.len > KVM_KEMARI_MAX_DATA))
-		return refuse(why, "pending write is malformed");
-	(void)r;
+	if (bad)
+		return refuse(why, bad);
 	return 0;
 }
 
@@ -177,7 +201,8 @@ static int ck__check_pages(const struct replica *r, const uint8_t *p,
 }
 
 static int ck__parse(const struct replica *r, const uint8_t *buf,
-		     size_t len, struct ck_parsed *ck, const char **why)
+		     size_t len, uint64_t seq, struct ck_parsed *ck,
+		     const char **why)
 {
 	unsigned int next = CK_VM, vcpus = 0;
 	size_t off = 0;
@@ -207,10 +232,19 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			if (ck->vm->mem_size != r->mem_size ||
 			    ck->vm->nr_vcpus != r->nr_vcpus)
 				return refuse(why, "VM shape differs from the replica's");
+			if (ck->vm->pad || ck->vm->full > 1)
+				return refuse(why, "VM section has reserved bits set");
+			if (ck->vm->seq != seq)
+				return refuse(why, "the message's sequence number is not the checkpoint's");
 			if (!r->valid && !ck->vm->full)
 				return refuse(why, "first checkpoint is not a full one");
 			if (r->valid && ck->vm->seq <= r->seq)
 				return refuse(why, "checkpoint sequence went back");
+			/* Only a full checkpoint may start afresh. */
+			if (r->valid && !ck->vm->full && ck->vm->seq != r->seq + 1)
+				return refuse(why, "sequence gap: an incremental checkpoint must follow the replica's");
+			if (r->valid && ck->vm->tsc_khz != r->tsc_khz)
+				return refuse(why, "the guest's TSC frequency changed");
 			next = CK_PAGES;
 			break;
 		case CK_PAGES:
@@ -229,7 +263,7 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			if (s.len != sizeof(struct ck_vcpu))
 				return refuse(why, "vCPU section has the wrong size");
 			ck->vcpu[vcpus] = (const void *)body;
-			if (ck__check_vcpu(r, ck->vcpu[vcpus], vcpus, why))
+			if (ck__check_vcpu(ck->vcpu[vcpus], vcpus, why))
 				return -EBADMSG;
 			vcpus++;
 			next = vcpus == r->nr_vcpus ? CK_IRQ : CK_VCPU;
@@ -250,8 +284,9 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			if (s.len < sizeof(*ck->dev))
 				return refuse(why, "device section too short");
 			ck->dev = (const void *)body;
-			if (ck->dev->pad || ck->dev->flags & ~CK_DEV_OUTPUT_HELD ||
-			    ck->dev->nr_blk > CK_MAX_BLK ||
+			if (ck->dev->pad || ck->dev->flags & ~CK_DEV_OUTPUT_HELD)
+				return refuse(why, "device section has reserved bits set");
+			if (ck->dev->nr_blk > CK_MAX_BLK ||
 			    ck->dev->nr_out > CK_MAX_OUT ||
 			    s.len != sizeof(*ck->dev) +
 				     ck->dev->nr_blk * sizeof(struct ck_blk) +
@@ -277,15 +312,70 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 	}
 }
 
+/*
+ * The block writes, first and undoably: the sectors they overwrite are
+ * read before any is written, and written back if one write fails, so
+ * that a failing disk leaves the replica at its last checkpoint.
+ */
+static int replica__write_blocks(struct replica *r, const struct ck_blk *blk,
+				 uint32_t n, const char **why)
+{
+	struct ck_blk *old;
+	uint32_t i, j;
+	ssize_t w = 0;
+	int ret = 0;
+
+	if (!n)
+		return 0;
+	old = malloc(n * sizeof(*old));
+	if (!old) {
+		*why = "no memory to apply the block writes";
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		old[i].sector = blk[i].sector;
+		if (pread(r->blk_fd, old[i].data, ABI_SECTOR_SIZE,
+			  blk[i].sector * ABI_SECTOR_SIZE) != ABI_SECTOR_SIZE) {
+			*why = "cannot read the replica's block device";
+			free(old);
+			return -EIO;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		w = pwrite(r->blk_fd, blk[i].data, ABI_SECTOR_SIZE,
+			   blk[i].sector * ABI_SECTOR_SIZE);
+		if (w != ABI_SECTOR_SIZE)
+			break;
+	}
+	if (i < n) {
+		*why = "cannot write the replica's block device";
+		ret = -EIO;
+		/* A short write changed sector i; a failed one did not. */
+		if (w >= 0)
+			i++;
+		for (j = i; j-- > 0; )
+			if (pwrite(r->blk_fd, old[j].data, ABI_SECTOR_SIZE,
+				   old[j].sector * ABI_SECTOR_SIZE) !=
+			    ABI_SECTOR_SIZE) {
+				*why = "cannot write the replica's block device, nor undo the writes: the replica is lost";
+				r->valid = false;
+			}
+	}
+	free(old);
+	return ret;
+}
+
 int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
-		   const char **why)
+		   uint64_t seq, const char **why)
 {
 	struct ck_parsed ck;
 	const uint8_t *p;
 	uint64_t i, gfn;
 	int ret;
 
-	ret = ck__parse(r, buf, len, &ck, why);
+	ret = ck__parse(r, buf, len, seq, &ck, why);
+	if (!ret)
+		ret = replica__write_blocks(r, ck.blk, ck.dev->nr_blk, why);
 	if (ret)
 		return ret;
 
@@ -299,10 +389,6 @@ int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
 	for (i = 0; i < r->nr_vcpus; i++)
 		r->vcpu[i] = ck.vcpu[i]->state;
 	r->irq = *ck.irq;
-	for (i = 0; i < ck.dev->nr_blk; i++)
-		if (pwrite(r->blk_fd, ck.blk[i].data, ABI_SECTOR_SIZE,
-			   ck.blk[i].sector * ABI_SECTOR_SIZE) != ABI_SECTOR_SIZE)
-			die("writing the replica's block device: %m");
 	r->nr_out = ck.dev->flags & CK_DEV_OUTPUT_HELD ? ck.dev->nr_out : 0;
 	memcpy(r->out, ck.out, r->nr_out * sizeof(*r->out));
 	r->seq = ck.vm->seq;

@@ -116,10 +116,18 @@ struct replica {
 int replica__init(struct replica *r, uint64_t mem_size, uint32_t nr_vcpus,
 		  int blk_fd, uint64_t blk_sectors);
 /*
- * Check a whole checkpoint, then apply it.  Returns 0, or -EBADMSG with
- * *why saying what was wrong; then nothing of it was applied.
+ * Check a whole checkpoint, the one the message numbered seq carries, then
+ * apply it.  Returns 0; or -EBADMSG (the checkpoint is wrong, or could not
+ * be resumed), -EIO (the replica's block device failed) or -ENOMEM, with
+ * *why saying what was wrong, and then nothing of it was applied.  Only
+ * if a block write and its undo both fail is the replica lost: then
+ * r->valid is false and *why says so.
+ *
+ * An incremental checkpoint must be the next after the replica's (seq + 1,
+ * no gap); a full one may start at any later seq.  Every check has its own
+ * reason (test/fuzz.c holds a case for each).
  */
 int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
-		   const char **why);
+		   uint64_t seq, const char **why);
 
 #endif /* REPLICATOR_CKPT_H */

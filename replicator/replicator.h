@@ -48,5 +48,6 @@ int observer__main(const struct options *o);
 /* Exit codes, for scripts and the test harness. */
 #define EXIT_VERIFY_FAILED	2	/* the guest's checks failed */
 #define EXIT_REFUSED		3	/* secondary: no takeover */
+#define EXIT_TAKEOVER_FAILED	4	/* secondary: the restore failed */
 
 #endif /* REPLICATOR_H */

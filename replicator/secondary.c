@@ -171,9 +171,11 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 	}
 	if (!r)
 		r = vm__restore_tsc(&vmm.vm, rep->vcpu);
-	if (r)
-		die("cannot restore checkpoint %llu: %s",
-		    (unsigned long long)rep->seq, strerror(-r));
+	if (r) {
+		warn_msg("cannot restore checkpoint %llu: %s: the guest is not resumed",
+			 (unsigned long long)rep->seq, strerror(-r));
+		return EXIT_TAKEOVER_FAILED;
+	}
 	obs = o->observer ? wire__connect(o->observer, o->observer_port,
 					  o->timeout_ms) : -1;
 	if (o->observer && obs < 0)
@@ -184,8 +186,11 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 	r = devices__init(&vmm.dev, &vmm.vm, obs, rep->blk_fd);
 	if (!r)
 		r = vmm__init(&vmm, &o->guest);
-	if (r)
-		die("cannot set up the devices: %s", strerror(-r));
+	if (r) {
+		warn_msg("cannot set up the devices for checkpoint %llu: %s: the guest is not resumed",
+			 (unsigned long long)rep->seq, strerror(-r));
+		return EXIT_TAKEOVER_FAILED;
+	}
 	/*
 	 * Output the primary held until this checkpoint's acknowledgment
 	 * may never have left: send it (again; the outside world dedups).
@@ -214,7 +219,7 @@ static bool secondary__message(const struct options *o, struct wire_link *l,
 	case MSG_HEARTBEAT:
 		return true;
 	case MSG_CKPT:
-		if (replica__apply(rep, buf, h->len, &why)) {
+		if (replica__apply(rep, buf, h->len, h->seq, &why)) {
 			warn_msg("checkpoint %llu refused: %s; keeping checkpoint %llu",
 				 (unsigned long long)h->seq, why,
 				 (unsigned long long)rep->seq);

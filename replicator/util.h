@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
 extern const char *prog_role;	/* "primary", "secondary", ... */
 
 void warn_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -20,6 +20,10 @@ bool exited(int status, int code);
 bool file_has(const char *path, const char *needle);
 void dump(const char *path);
 
+/* fuzz.c */
+void test_checks(void);
+void test_fuzz(unsigned int cases);
+
 /* security.c */
 int write_psk(const char *path, const char *identity, int mode);
 void test_security(void);

@@ -2,6 +2,8 @@
 /*
  * kemari-ft-test: the replicator's tests, TAP output.
  *
+ *   checks       one damaged checkpoint for each reason the secondary
+ *                refuses one, refused with that reason (test/fuzz.c)
  *   fuzz         corrupt and truncated checkpoints, each refused whole,
  *                the replica unchanged and still able to apply the next
  *   failover     observer, secondary and primary; the primary is killed
@@ -87,270 +89,6 @@ void diag(const char *fmt, ...)
 	va_end(ap);
 	printf("\n");
 	fflush(stdout);
-}
-
-/* ---------------------------------------------------------------- fuzz */
-
-#define FZ_MEM		(64 * PAGE_SIZE)
-#define FZ_VCPUS	2
-#define FZ_SECTORS	(FZ_VCPUS * ABI_SECTORS_PER_VCPU)
-
-static void fz__build(struct ck_buf *b, uint64_t seq, bool full,
-		      unsigned int nr_pages, unsigned int nr_blk)
-{
-	static uint8_t mem[FZ_MEM];
-	struct ck_vm vm = {
-		.seq = seq, .mem_size = FZ_MEM, .nr_vcpus = FZ_VCPUS,
-		.full = full, .tsc_khz = 1000000,
-	};
-	uint64_t gfns[FZ_MEM / PAGE_SIZE];
-	struct ck_blk blk[4];
-	struct out_record out = { 0 };
-	struct vcpu_state s;
-	struct irq_state irq;
-	unsigned int i;
-
-	for (i = 0; i < sizeof(mem) / 8; i++)
-		((uint64_t *)mem)[i] = rnd();
-	for (i = 0; i < nr_pages; i++)
-		gfns[i] = rnd() % (FZ_MEM / PAGE_SIZE);
-	ck__reset(b);
-	ck__add_vm(b, &vm);
-	ck__add_pages(b, mem, gfns, nr_pages);
-	for (i = 0; i < FZ_VCPUS; i++) {
-		unsigned int m;
-
-		memset(&s, 0, sizeof(s));
-		s.regs.rip = rnd();
-		s.msrs.hdr.nmsrs = NR_SAVED_MSRS;
-		for (m = 0; m < NR_SAVED_MSRS; m++) {
-			s.msrs.entries[m].index = vcpu__saved_msr(m);
-			s.msrs.entries[m].data = rnd();
-		}
-		if (i) {
-			s.pending.write.count = 1;
-			s.pending.write.len = 4;
-			s.pending.write.bus = KVM_KEMARI_BUS_PIO;
-			s.pending.write.addr = ABI_PORT_OUTPUT(i);
-		}
-		ck__add_vcpu(b, i, &s);
-	}
-	memset(&irq, 0x5a, sizeof(irq));
-	for (i = 0; i < 3; i++)
-		irq.chip[i].chip_id = i;
-	ck__add_irq(b, &irq);
-	for (i = 0; i < nr_blk; i++) {
-		blk[i].sector = rnd() % FZ_SECTORS;
-		memset(blk[i].data, rnd(), sizeof(blk[i].data));
-	}
-	out.magic = ABI_RECORD_MAGIC;
-	out.vcpu = rnd() % FZ_VCPUS;
-	out.seq = seq;
-	ck__add_dev(b, blk, nr_blk, &out, seq % 2, CK_DEV_OUTPUT_HELD);
-	ck__add_end(b);
-}
-
-/* Everything the replica holds, hashed: memory, vCPUs, irqchip, disk. */
-static uint32_t fz__digest(const struct replica *r)
-{
-	uint8_t disk[FZ_SECTORS * ABI_SECTOR_SIZE];
-	uint32_t c;
-
-	if (pread(r->blk_fd, disk, sizeof(disk), 0) != sizeof(disk))
-		die("reading the fuzz disk: %m");
-	c = crc32c(0, r->mem, r->mem_size);
-	c = crc32c(c, r->vcpu, sizeof(r->vcpu));
-	c = crc32c(c, &r->irq, sizeof(r->irq));
-	c = crc32c(c, &r->seq, sizeof(r->seq));
-	return crc32c(c, disk, sizeof(disk));
-}
-
-/* Offsets of the section headers of a checkpoint built by fz__build(). */
-static unsigned int fz__sections(const struct ck_buf *b, size_t *off)
-{
-	unsigned int n = 0;
-	size_t o = 0;
-
-	while (o < b->len) {
-		struct ck_sec s;
-
-		memcpy(&s, b->p + o, sizeof(s));
-		off[n++] = o;
-		o += sizeof(s) + ((s.len + 7) & ~7ULL);
-	}
-	return n;
-}
-
-/*
- * A structural corruption that keeps the CRC right (the sender computes
- * it after the damage): the checks of replica__apply() must catch it.
- */
-static const char *fz__structural(struct ck_buf *b, size_t *len)
-{
-	size_t off[16], o;
-	unsigned int n = fz__sections(b, off), k = rnd() % n;
-	struct ck_sec s;
-	uint64_t v;
-
-	memcpy(&s, b->p + off[k], sizeof(s));
-	o = off[k] + sizeof(s);
-	switch (rnd() % 12) {
-	case 0:
-		*len = rnd() % b->len;
-		return "truncated";
-	case 1:
-		s.type = CK_END + 1 + rnd() % 1000;
-		break;
-	case 2:
-		s.len += 1 + rnd() % 4096;
-		break;
-	case 3:
-		s.len = s.len ? s.len - 1 - rnd() % s.len : 8;
-		break;
-	case 4:		/* a page beyond memory */
-		o = off[1] + sizeof(s) + 8;
-		v = FZ_MEM / PAGE_SIZE + rnd() % 1000000;
-		memcpy(b->p + o, &v, 8);
-		return "page beyond memory";
-	case 5:		/* page count */
-		o = off[1] + sizeof(s);
-		memcpy(&v, b->p + o, 8);
-		v += rnd() % 2 ? rnd() | 1 : 1 + rnd() % 3;
-		memcpy(b->p + o, &v, 8);
-		return "page count";
-	case 6:		/* vCPU id */
-		memcpy(b->p + off[2] + sizeof(s), &(uint32_t){ 1 + rnd() % 7 }, 4);
-		return "vcpu id";
-	case 7:		/* sequence not after the replica's */
-		memcpy(b->p + off[0] + sizeof(s), &(uint64_t){ rnd() % 2 }, 8);
-		return "old sequence";
-	case 8:		/* VM shape */
-		memcpy(b->p + off[0] + sizeof(s) + 8 + 8 * (rnd() % 2),
-		       &(uint32_t){ 3 + rnd() % 5 }, 4);
-		return "vm shape";
-	case 9:		/* block write beyond the device */
-		o = off[n - 2] + sizeof(s);
-		v = ((struct ck_dev *)(b->p + o))->nr_blk;
-		if (!v) {
-			memcpy(b->p + o, &(uint32_t){ 1 + rnd() % 100 }, 4);
-			return "block count";
-		}
-		memcpy(b->p + o + 8, &(uint64_t){ FZ_SECTORS + rnd() % 100 }, 8);
-		return "sector beyond device";
-	case 10:	/* bytes after the end */
-		*len = b->len + 8;
-		return "trailing bytes";
-	default:	/* a section dropped */
-		memmove(b->p + off[k], b->p + (k + 1 < n ? off[k + 1] : b->len),
-			b->len - (k + 1 < n ? off[k + 1] : b->len));
-		*len = b->len - ((k + 1 < n ? off[k + 1] : b->len) - off[k]);
-		return "section dropped";
-	}
-	memcpy(b->p + off[k], &s, sizeof(s));
-	return "section header";
-}
-
-/* Frame a checkpoint, damage the frame, and receive it the real way. */
-static int fz__over_wire(const uint8_t *p, size_t len, size_t cut,
-			 unsigned int flips, struct msg_hdr *h,
-			 uint8_t **buf, size_t *cap)
-{
-	size_t total = sizeof(struct msg_hdr) + len;
-	uint8_t *frame = malloc(total);
-	struct wire_link l;
-	int sv[2], r;
-	pid_t pid;
-
-	if (!frame || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
-		die("fuzz: %m");
-	wire__header((struct msg_hdr *)frame, MSG_CKPT, 9, p, len);
-	memcpy(frame + sizeof(struct msg_hdr), p, len);
-	while (flips--)
-		frame[rnd() % total] ^= 1 + rnd() % 255;
-	if (cut < total)
-		total = cut;
-	pid = fork();
-	if (pid == 0) {
-		close(sv[0]);
-		_exit(write(sv[1], frame, total) != (ssize_t)total);
-	}
-	close(sv[1]);
-	wire__link_init(&l, sv[0]);
-	r = wire__recv(&l, h, buf, cap, 1 << 24, 5000);
-	wire__link_close(&l);
-	waitpid(pid, NULL, 0);
-	free(frame);
-	return r;
-}
-
-static void test_fuzz(unsigned int cases)
-{
-	struct ck_buf good = { 0 }, bad = { 0 };
-	unsigned int i, wrong = 0, refused_wire = 0, refused_apply = 0;
-	struct replica r;
-	char path[PATH_MAX];
-	uint8_t *buf = NULL;
-	size_t cap = 0;
-	uint32_t before;
-	const char *why, *what;
-	struct msg_hdr h;
-	int fd, ret;
-
-	snprintf(path, sizeof(path), "%s/fuzz.img", dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || ftruncate(fd, FZ_SECTORS * ABI_SECTOR_SIZE) ||
-	    replica__init(&r, FZ_MEM, FZ_VCPUS, fd, FZ_SECTORS))
-		die("fuzz set-up: %m");
-
-	fz__build(&good, 1, true, 20, 2);
-	if (replica__apply(&r, good.p, good.len, &why))
-		die("a good full checkpoint was refused: %s", why);
-
-	for (i = 0; i < cases; i++) {
-		size_t len;
-
-		fz__build(&good, r.seq + 1, false, 1 + rnd() % 6, rnd() % 4);
-		before = fz__digest(&r);
-		if (i % 2) {
-			/* Random damage on the wire: CRCs and framing. */
-			size_t total = sizeof(struct msg_hdr) + good.len;
-			unsigned int flips = rnd() % 3 ? 1 + rnd() % 8 : 0;
-			size_t cut = flips && rnd() % 2 ? total : rnd() % total;
-
-			ret = fz__over_wire(good.p, good.len, cut, flips, &h,
-					    &buf, &cap);
-			what = flips ? "bytes flipped" : "stream truncated";
-			if (ret == WIRE_OK)
-				ret = replica__apply(&r, buf, h.len, &why);
-			else
-				refused_wire++;
-		} else {
-			bad.p = realloc(bad.p, good.len + 8);
-			memcpy(bad.p, good.p, good.len);
-			memset(bad.p + good.len, 0, 8);
-			bad.len = len = good.len;
-			what = fz__structural(&bad, &len);
-			ret = replica__apply(&r, bad.p, len, &why);
-			refused_apply += !!ret;
-		}
-		if (!ret || fz__digest(&r) != before) {
-			wrong++;
-			diag("fuzz case %u (%s): %s", i, what,
-			     ret ? "replica changed" : "accepted");
-		}
-		/* The next good checkpoint still applies. */
-		if (i % 25 == 24) {
-			fz__build(&good, r.seq + 1, false, 3, 1);
-			if (replica__apply(&r, good.p, good.len, &why)) {
-				wrong++;
-				diag("good checkpoint after case %u refused: %s",
-				     i, why);
-			}
-		}
-	}
-	tap(!wrong, "fuzz: %u corrupt or truncated checkpoints (%u caught by the link, %u by the checks), %u accepted or changed the replica",
-	    cases, refused_wire, refused_apply, wrong);
-	close(fd);
 }
 
 /* ----------------------------------------------------------- processes */
@@ -1395,6 +1133,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 0;
 	unsigned int rounds = 20, cases = 200;
 	bool all = true, fuzz = false, failover = false, split = false;
+	bool checks = false;
 	bool pipe = false, outage = false, secure = false;
 	char *p;
 	int c, i;
@@ -1411,13 +1150,14 @@ int main(int argc, char **argv)
 			cases = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [fuzz|failover|split_brain|pipelined|observer_outage|security]...\n",
+			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [checks|fuzz|failover|split_brain|pipelined|observer_outage|security]...\n",
 				argv[0]);
 			return 2;
 		}
 	}
 	for (i = optind; i < argc; i++) {
 		all = false;
+		checks |= !strcmp(argv[i], "checks");
 		fuzz |= !strcmp(argv[i], "fuzz");
 		failover |= !strcmp(argv[i], "failover");
 		split |= !strcmp(argv[i], "split_brain");
@@ -1444,6 +1184,8 @@ int main(int argc, char **argv)
 	printf("TAP version 13\n");
 	printf("# seed %llu (rerun with -s %llu)\n", (unsigned long long)seed,
 	       (unsigned long long)seed);
+	if (all || checks)
+		test_checks();
 	if (all || fuzz)
 		test_fuzz(cases);
 	if (argc - optind == 1 && !strcmp(argv[optind], "demo"))
