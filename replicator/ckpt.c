@@ -5,6 +5,7 @@
  * truncated, corrupt or hostile one leaves the replica as it was.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -243,7 +244,9 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 			/* Only a full checkpoint may start afresh. */
 			if (r->valid && !ck->vm->full && ck->vm->seq != r->seq + 1)
 				return refuse(why, "sequence gap: an incremental checkpoint must follow the replica's");
-			if (r->valid && ck->vm->tsc_khz != r->tsc_khz)
+			/* The handshake, or the first checkpoint, set it. */
+			if ((r->valid || r->tsc_khz) &&
+			    ck->vm->tsc_khz != r->tsc_khz)
 				return refuse(why, "the guest's TSC frequency changed");
 			next = CK_PAGES;
 			break;
@@ -365,6 +368,49 @@ static int replica__write_blocks(struct replica *r, const struct ck_blk *blk,
 	return ret;
 }
 
+/* Give the shadow VM the replica's state again, after a refusal. */
+static void replica__reload_shadow(struct replica *r)
+{
+	unsigned int i;
+
+	if (!r->valid)
+		return;
+	for (i = 0; i < r->nr_vcpus; i++)
+		vcpu__restore(&r->shadow->vcpu[i], &r->vcpu[i]);
+	vm__restore_irq(r->shadow, &r->irq);
+}
+
+/*
+ * Let KVM check the checkpoint's vCPU and irqchip state: load it into the
+ * shadow VM.  A refusal names what KVM refused; the ioctl and its error
+ * are logged by kvm.c.
+ */
+static int replica__load_shadow(struct replica *r, const struct ck_parsed *ck,
+				const char **why)
+{
+	static char msg[96];
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < r->nr_vcpus; i++) {
+		ret = vcpu__restore(&r->shadow->vcpu[i], &ck->vcpu[i]->state);
+		if (ret)
+			snprintf(msg, sizeof(msg), "KVM refused vCPU %u's state (%s)",
+				 i, strerror(-ret));
+	}
+	if (!ret) {
+		ret = vm__restore_irq(r->shadow, ck->irq);
+		if (ret)
+			snprintf(msg, sizeof(msg), "KVM refused the irqchip or PIT state (%s)",
+				 strerror(-ret));
+	}
+	if (!ret)
+		return 0;
+	*why = msg;
+	replica__reload_shadow(r);
+	return -EBADMSG;
+}
+
 int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
 		   uint64_t seq, const char **why)
 {
@@ -374,10 +420,16 @@ int replica__apply(struct replica *r, const uint8_t *buf, size_t len,
 	int ret;
 
 	ret = ck__parse(r, buf, len, seq, &ck, why);
-	if (!ret)
-		ret = replica__write_blocks(r, ck.blk, ck.dev->nr_blk, why);
+	if (!ret && r->shadow)
+		ret = replica__load_shadow(r, &ck, why);
 	if (ret)
 		return ret;
+	ret = replica__write_blocks(r, ck.blk, ck.dev->nr_blk, why);
+	if (ret) {
+		if (r->shadow)
+			replica__reload_shadow(r);
+		return ret;
+	}
 
 	/* A full checkpoint replaces everything; what it omits is zero. */
 	if (ck.vm->full && madvise(r->mem, r->mem_size, MADV_DONTNEED))

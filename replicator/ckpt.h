@@ -111,6 +111,14 @@ struct replica {
 	struct out_record out[CK_MAX_OUT];	/* to send again on takeover */
 	uint32_t nr_out;
 	uint64_t blk_sectors;
+	/*
+	 * A VM on this host, never run before a takeover, on the replica's
+	 * memory: each checkpoint's vCPU and irqchip state is loaded into
+	 * it before the checkpoint is acknowledged, so that KVM itself
+	 * checks what it would be given at takeover.  NULL: no KVM (the
+	 * parser's tests).
+	 */
+	struct vm *shadow;
 };
 
 int replica__init(struct replica *r, uint64_t mem_size, uint32_t nr_vcpus,
@@ -122,6 +130,10 @@ int replica__init(struct replica *r, uint64_t mem_size, uint32_t nr_vcpus,
  * *why saying what was wrong, and then nothing of it was applied.  Only
  * if a block write and its undo both fail is the replica lost: then
  * r->valid is false and *why says so.
+ *
+ * With a shadow VM, KVM must take every vCPU's state and the irqchip's
+ * too, or the checkpoint is refused ("KVM refused ...") and the shadow
+ * gets the last good state back.
  *
  * An incremental checkpoint must be the next after the replica's (seq + 1,
  * no gap); a full one may start at any later seq.  Every check has its own

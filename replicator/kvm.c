@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kvm.h"
+#include "tls.h"
 #include "util.h"
 
 static const uint32_t saved_msrs[NR_SAVED_MSRS] = {
@@ -97,6 +98,25 @@ static int vm__enable_kemari(struct vm *vm)
 	return r;
 }
 
+/*
+ * Where CPUID names the CPU it runs on: the initial APIC ID (leaf 1, EBX
+ * bits 31:24) and the x2APIC ID (leaves 0xb and 0x1f, EDX).  KVM reports
+ * the host CPU's that the ioctl ran on; each vCPU gets its own id.
+ */
+static void cpuid__set_apic_id(struct kvm_cpuid2 *cpuid, unsigned int id)
+{
+	struct kvm_cpuid_entry2 *e;
+	unsigned int i;
+
+	for (i = 0; i < cpuid->nent; i++) {
+		e = &cpuid->entries[i];
+		if (e->function == 1)
+			e->ebx = (e->ebx & 0x00ffffff) | id << 24;
+		if (e->function == 0xb || e->function == 0x1f)
+			e->edx = id;
+	}
+}
+
 static int vcpu__create(struct vm *vm, unsigned int id,
 			struct kvm_cpuid2 *cpuid)
 {
@@ -128,7 +148,45 @@ static int vcpu__create(struct vm *vm, unsigned int id,
 		if (r)
 			return r;
 	}
+	cpuid__set_apic_id(cpuid, id);
 	return IOCTL(vcpu->fd, KVM_SET_CPUID2, cpuid);
+}
+
+/*
+ * What KVM_GET_SUPPORTED_CPUID says, which every vCPU is given, with the
+ * APIC ids 0: the same on every CPU of the host.
+ */
+static struct kvm_cpuid2 *kvm__supported_cpuid(int kvm_fd)
+{
+	struct kvm_cpuid2 *cpuid;
+
+	cpuid = calloc(1, sizeof(*cpuid) + 256 * sizeof(cpuid->entries[0]));
+	if (!cpuid)
+		return NULL;
+	cpuid->nent = 256;
+	if (IOCTL(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid)) {
+		free(cpuid);
+		return NULL;
+	}
+	cpuid__set_apic_id(cpuid, 0);
+	return cpuid;
+}
+
+int kvm__cpuid_digest(uint8_t out[TLS_DIGEST_LEN])
+{
+	struct kvm_cpuid2 *cpuid;
+	int fd = kvm__open();
+
+	if (fd < 0)
+		return fd;
+	cpuid = kvm__supported_cpuid(fd);
+	close(fd);
+	if (!cpuid)
+		return -EIO;
+	tls__digest(cpuid->entries, cpuid->nent * sizeof(cpuid->entries[0]),
+		    out);
+	free(cpuid);
+	return 0;
 }
 
 int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem)
@@ -176,11 +234,9 @@ int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem)
 	if (r)
 		return r;
 
-	cpuid = calloc(1, sizeof(*cpuid) + 256 * sizeof(cpuid->entries[0]));
+	cpuid = kvm__supported_cpuid(vm->kvm_fd);
 	if (!cpuid)
-		return -ENOMEM;
-	cpuid->nent = 256;
-	r = IOCTL(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid);
+		return -EIO;
 	for (i = 0; !r && i < cfg->nr_vcpus; i++)
 		r = vcpu__create(vm, i, cpuid);
 	free(cpuid);
@@ -383,6 +439,7 @@ int vcpu__save(struct vcpu *vcpu, struct vcpu_state *s)
 /* Everything but IA32_TSC, which vm__restore_tsc() sets once. */
 int vcpu__restore(struct vcpu *vcpu, const struct vcpu_state *s)
 {
+	static struct kvm_kemari_pending no_write;
 	int fd = vcpu->fd, r;
 
 	r = IOCTL(fd, KVM_SET_SREGS, &s->sregs);
@@ -405,6 +462,9 @@ int vcpu__restore(struct vcpu *vcpu, const struct vcpu_state *s)
 		r = IOCTL(fd, KVM_SET_VCPU_EVENTS, &s->events);
 	if (!r)
 		r = IOCTL(fd, KVM_SET_DEBUGREGS, &s->debugregs);
+	/* A write held from an earlier restore (a shadow VM) goes first. */
+	if (!r && vcpu->vm->kemari)
+		r = IOCTL(fd, KVM_KEMARI_SET_PENDING, &no_write);
 	if (!r && s->pending.write.count)
 		r = IOCTL(fd, KVM_KEMARI_SET_PENDING, &s->pending);
 	return r;

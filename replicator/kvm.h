@@ -79,6 +79,12 @@ struct vm {
 };
 
 int kvm__open(void);
+/*
+ * The SHA-256 of the CPUID table vm__create() gives every vCPU (this
+ * host's KVM_GET_SUPPORTED_CPUID): a guest resumed on another host must
+ * see the same, so the handshake compares them (wire.h).
+ */
+int kvm__cpuid_digest(uint8_t out[32]);
 /* mem: NULL to allocate zeroed memory, else the memory to run on. */
 int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem);
 int vm__load_guest(struct vm *vm, const void *image, size_t size,

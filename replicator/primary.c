@@ -360,10 +360,11 @@ static void *link__reader(void *arg)
 }
 
 /*
- * The handshake (wire.h): the VM's shape and the timing rule.  Without
+ * The handshake (wire.h): the VM's shape, its CPUID and TSC rate, and the
+ * timing rule.  Without
  * --grace the primary takes the least grace the secondary allows.
  */
-static void primary__hello(const struct options *o)
+static void primary__hello(const struct options *o, const struct vm *vm)
 {
 	struct wire_hello mine = {
 		.version = WIRE_VERSION,
@@ -372,11 +373,15 @@ static void primary__hello(const struct options *o)
 		.mem_size = o->vm.mem_size,
 		.timeout_ms = o->timeout_ms,
 		.grace_ms = o->grace_ms < 0 ? 0 : o->grace_ms,
+		.tsc_khz = vm->cfg.tsc_khz,
 	}, peer;
 	struct msg_hdr h;
 	char why[320];
 	int r;
 
+	r = kvm__cpuid_digest(mine.cpuid);
+	if (r)
+		die("handshake: cannot read this host's CPUID: %s", strerror(-r));
 	r = wire__send(&rlink.wl, MSG_HELLO, 0, &mine, sizeof(mine));
 	if (!r)
 		r = wire__recv(&rlink.wl, &h, &rlink.buf, &rlink.cap, 512,
@@ -424,7 +429,7 @@ static void primary__connect(struct vmm *vmm, const struct options *o)
 			 o->port, why);
 	}
 	rlink.wl.send_timeout_ms = o->timeout_ms;
-	primary__hello(o);
+	primary__hello(o, &vmm->vm);
 	rlink.up = true;
 	rlink.pipelined = o->pipelined;
 	vmm->dev.settle_ms = o->timeout_ms;

@@ -153,24 +153,32 @@ static void secondary__peer_name(int fd, char *buf, size_t len)
 	snprintf(buf, len, "%s:%u", ip, ntohs(sa.sin_port));
 }
 
+/*
+ * The VMM that takes over: its VM is the replica's shadow, created at the
+ * handshake on the replica's memory and loaded with every checkpoint.
+ */
+static struct vmm takeover_vmm;
+
+/*
+ * Run the shadow VM from the replica's checkpoint.  Its state was loaded
+ * and checked by KVM when the checkpoint came; it is loaded once more
+ * (a refusal may have left the shadow elsewhere), then kvmclock and the
+ * TSCs go on from the checkpoint's values (kemari.rst 7).
+ */
 static int secondary__takeover(const struct options *o, struct replica *rep,
 			       uint64_t silent_since)
 {
-	static struct vmm vmm;
-	struct vm_config cfg = o->vm;
+	struct vmm *vmm = &takeover_vmm;
 	unsigned int i, pending = 0;
 	int r, obs;
 
-	cfg.tsc_khz = rep->tsc_khz;
-	r = vm__create(&vmm.vm, &cfg, rep->mem);
-	if (!r)
-		r = vm__restore_irq(&vmm.vm, &rep->irq);
-	for (i = 0; !r && i < cfg.nr_vcpus; i++) {
-		r = vcpu__restore(&vmm.vm.vcpu[i], &rep->vcpu[i]);
+	r = vm__restore_irq(&vmm->vm, &rep->irq);
+	for (i = 0; !r && i < vmm->vm.cfg.nr_vcpus; i++) {
+		r = vcpu__restore(&vmm->vm.vcpu[i], &rep->vcpu[i]);
 		pending += !!rep->vcpu[i].pending.write.count;
 	}
 	if (!r)
-		r = vm__restore_tsc(&vmm.vm, rep->vcpu);
+		r = vm__restore_tsc(&vmm->vm, rep->vcpu);
 	if (r) {
 		warn_msg("cannot restore checkpoint %llu: %s: the guest is not resumed",
 			 (unsigned long long)rep->seq, strerror(-r));
@@ -183,9 +191,9 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 			 o->observer, o->observer_port, strerror(-obs));
 	if (obs >= 0)
 		wire__send_timeout(obs, o->timeout_ms);
-	r = devices__init(&vmm.dev, &vmm.vm, obs, rep->blk_fd);
+	r = devices__init(&vmm->dev, &vmm->vm, obs, rep->blk_fd);
 	if (!r)
-		r = vmm__init(&vmm, &o->guest);
+		r = vmm__init(vmm, &o->guest);
 	if (r) {
 		warn_msg("cannot set up the devices for checkpoint %llu: %s: the guest is not resumed",
 			 (unsigned long long)rep->seq, strerror(-r));
@@ -195,15 +203,15 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 	 * Output the primary held until this checkpoint's acknowledgment
 	 * may never have left: send it (again; the outside world dedups).
 	 */
-	devices__resend(&vmm.dev, rep->out, rep->nr_out);
-	vmm.seq = rep->seq;
-	stats__init(&vmm.stats, o->stats_ms);
+	devices__resend(&vmm->dev, rep->out, rep->nr_out);
+	vmm->seq = rep->seq;
+	stats__init(&vmm->stats, o->stats_ms);
 	info_msg("takeover: resuming checkpoint %llu with %u pending write(s) and %u held record(s) sent again, %.1f ms after the primary's last message",
 		 (unsigned long long)rep->seq, pending, rep->nr_out,
 		 (now_ns() - silent_since) / 1e6);
-	vmm__run(&vmm);
-	devices__exit(&vmm.dev);
-	return vmm__verify(&vmm) ? EXIT_VERIFY_FAILED : 0;
+	vmm__run(vmm);
+	devices__exit(&vmm->dev);
+	return vmm__verify(vmm) ? EXIT_VERIFY_FAILED : 0;
 }
 
 /* Apply one message; returns false when the link is to be given up. */
@@ -252,10 +260,34 @@ static uint32_t secondary__fence_ms(const struct options *o)
 }
 
 /*
+ * The shadow VM (ckpt.h), on the replica's memory, with the guest's TSC
+ * rate: a host that cannot give the guest that rate, or cannot create its
+ * VM, refuses the primary here, before any checkpoint.
+ */
+static int secondary__shadow(const struct options *o, struct replica *rep,
+			     uint32_t tsc_khz, char *why, size_t len)
+{
+	struct vm_config cfg = o->vm;
+	int r;
+
+	cfg.tsc_khz = tsc_khz;
+	r = vm__create(&takeover_vmm.vm, &cfg, rep->mem);
+	if (r) {
+		snprintf(why, len, "this host cannot create the guest's VM with its TSC rate of %u kHz (%s; KVM_SET_TSC_KHZ needs TSC scaling for a rate below the host's)",
+			 tsc_khz, strerror(-r));
+		return r;
+	}
+	rep->shadow = &takeover_vmm.vm;
+	rep->tsc_khz = tsc_khz;
+	return 0;
+}
+
+/*
  * The handshake (wire.h).  Returns the grace the primary holds its output
  * for after losing the link, or 0 if the primary is refused.
  */
-static uint32_t secondary__hello(const struct options *o, struct wire_link *l)
+static uint32_t secondary__hello(const struct options *o, struct wire_link *l,
+				 struct replica *rep)
 {
 	struct wire_hello mine = {
 		.version = WIRE_VERSION,
@@ -282,7 +314,12 @@ static uint32_t secondary__hello(const struct options *o, struct wire_link *l)
 			 h.type);
 	} else {
 		memcpy(&peer, buf, sizeof(peer));
-		if (!wire__hello_check(&mine, &peer, why, sizeof(why)))
+		r = kvm__cpuid_digest(mine.cpuid);
+		if (r)
+			snprintf(why, sizeof(why), "the secondary cannot read its host's CPUID (%s)",
+				 strerror(-r));
+		else if (!wire__hello_check(&mine, &peer, why, sizeof(why)) &&
+			 !secondary__shadow(o, rep, peer.tsc_khz, why, sizeof(why)))
 			why[0] = 0;
 	}
 	free(buf);
@@ -426,7 +463,7 @@ int secondary__main(const struct options *o)
 	if (r)
 		die("no primary connected: %s", strerror(-r));
 	l.send_timeout_ms = o->timeout_ms;
-	grace_ms = secondary__hello(o, &l);
+	grace_ms = secondary__hello(o, &l, &rep);
 	if (!grace_ms) {
 		wire__link_close(&l);
 		return EXIT_REFUSED;

@@ -59,6 +59,15 @@ int wire__hello_check(const struct wire_hello *mine,
 			 (unsigned long long)(mine->mem_size >> 20));
 		return -1;
 	}
+	if (memcmp(peer->cpuid, mine->cpuid, sizeof(mine->cpuid))) {
+		snprintf(why, len, "the %s host gives the guest another CPUID (KVM_GET_SUPPORTED_CPUID differs): after a takeover the guest would see other features",
+			 mine->role == HELLO_PRIMARY ? "secondary's" : "primary's");
+		return -1;
+	}
+	if (!pri->tsc_khz || sec->tsc_khz) {
+		snprintf(why, len, "the primary must state the guest's TSC rate, and only the primary");
+		return -1;
+	}
 	min = wire__min_grace_ms(sec->timeout_ms, sec->fence_timeout_ms);
 	/* 0: the primary takes the least that the secondary allows. */
 	if (pri->grace_ms && pri->grace_ms < min) {

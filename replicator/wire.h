@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #define WIRE_MAGIC	0x4b4d5250u	/* "KMRP" */
-#define WIRE_VERSION	1
+#define WIRE_VERSION	2
 
 enum msg_type {
 	MSG_CKPT = 1,		/* primary: a checkpoint (ckpt.h) */
@@ -55,7 +55,17 @@ struct wire_hello {
 	uint32_t grace_ms;		/* primary: its --grace; secondary: 0 */
 	/* secondary: its --fence-timeout, 0 if it never fences; primary: 0 */
 	uint32_t fence_timeout_ms;
-	uint32_t pad;
+	/*
+	 * primary: the guest's TSC rate in kHz, which the secondary must be
+	 * able to give a vCPU of its own (KVM_SET_TSC_KHZ); secondary: 0
+	 */
+	uint32_t tsc_khz;
+	/*
+	 * both: kvm__cpuid_digest(), the CPUID the host gives every vCPU;
+	 * it must match, or the guest would see other features (and XSAVE
+	 * state, leaf 0xd) after a takeover
+	 */
+	uint8_t cpuid[32];
 };
 
 /*
@@ -76,8 +86,10 @@ static inline uint32_t wire__min_grace_ms(uint32_t timeout_ms,
 
 /*
  * Check the peer's hello against ours; 0, or -1 with the reason in why.
- * The rule: grace > the secondary's timeout + its fence timeout + the
- * margin.
+ * The VM's shape and the CPUID must match, the primary must state its
+ * TSC rate, and the timing rule holds: grace > the secondary's timeout +
+ * its fence timeout + the margin.  Whether the secondary can give the
+ * guest that TSC rate only its KVM can say (secondary.c).
  */
 int wire__hello_check(const struct wire_hello *mine,
 		      const struct wire_hello *peer, char *why, size_t len);

@@ -14,6 +14,7 @@ extern bool spawn_bare;		/* spawn() adds no key and no --listen */
 uint64_t rnd(void);
 void tap(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tap_skip(const char *what, const char *reason);
 pid_t spawn(const char *out, char *const argv[]);
 int reap(pid_t pid, int secs);
 bool exited(int status, int code);
@@ -23,6 +24,9 @@ void dump(const char *path);
 /* fuzz.c */
 void test_checks(void);
 void test_fuzz(unsigned int cases);
+
+/* shadow.c */
+void test_shadow(void);
 
 /* security.c */
 int write_psk(const char *path, const char *identity, int mode);

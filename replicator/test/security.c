@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kvm.h"
 #include "test/ft.h"
 #include "tls.h"
 #include "util.h"
@@ -423,7 +424,8 @@ static void forged_ack(void)
 		int fd = wire__accept(lfd, 30000);
 
 		wire__link_init(&l, fd);
-		if (fd < 0 || tls__load_psk(psk_file, &psk, why, sizeof(why)) ||
+		if (fd < 0 || kvm__cpuid_digest(mine.cpuid) ||
+		    tls__load_psk(psk_file, &psk, why, sizeof(why)) ||
 		    tls__server(&l, &psk, 8000, why, sizeof(why)) ||
 		    wire__recv(&l, &h, &buf, &cap, 512, 10000) ||
 		    wire__send(&l, MSG_HELLO, 0, &mine, sizeof(mine)) ||
