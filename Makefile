@@ -10,7 +10,7 @@
 S := scripts
 
 .PHONY: all deps fetch apply kernel selftests userspace qemu initramfs lint \
-	check mutants demo bench soak soak-base test-kemari test-regression base-check series bisect \
+	check mutants fuzz demo bench soak soak-base test-kemari test-regression base-check series bisect \
 	clean distclean
 
 all: initramfs
@@ -48,6 +48,7 @@ CHECK_VARIANTS := $(or $(KEMARI_CHECK_VARIANTS),kemari debug)
 check: lint
 	for v in $(CHECK_VARIANTS); do KEMARI_VARIANT=$$v $(MAKE) --no-print-directory initramfs || exit 1; done
 	KEMARI_VARIANT=$(firstword $(CHECK_VARIANTS)) $(S)/check-mutants.sh
+	KEMARI_VARIANT=$(firstword $(CHECK_VARIANTS)) $(S)/run-fuzz.sh
 	$(S)/run-tests.sh check $(CHECK_VARIANTS)
 demo: initramfs
 	KEMARI_VERBOSE=1 $(S)/run-tests.sh demo
@@ -58,6 +59,10 @@ bench: initramfs
 # of "kemari-ft-test checks" must fail each time (on the host, ~40 s).
 mutants: userspace
 	$(S)/check-mutants.sh
+# The replicator's coverage-guided fuzzers, 60 s each in make check; here
+# KEMARI_FUZZ_SECONDS each (default 900).
+fuzz: userspace
+	KEMARI_FUZZ_SECONDS=$(or $(KEMARI_FUZZ_SECONDS),900) $(S)/run-fuzz.sh
 # Long runs, never part of make check: the golden cases and the freeze
 # stress over and over on both kernels, single- and multi-threaded TCG
 # (tests/soak.list, scripts/soak.sh).

@@ -2,7 +2,8 @@
 /*
  * kemari-replicator-bench: the reference replicator's checkpoints, with
  * the dirty ring and with a bitmap-harvesting variant of the same
- * replicator, at 10, 100 and 1000 dirty pages per checkpoint; and the
+ * replicator, at 10, 100 and 1000 dirty pages per checkpoint, and the
+ * same without the link's TLS (the test build's --plain-link); and the
  * guest's slowdown on a compute-and-memory loop with no I/O, Kemari on
  * against off.  Every figure is a ratio of variants run in the same boot,
  * so it means something under TCG and on real hardware alike.
@@ -16,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,8 @@
 
 #include "bench.h"
 
-static char exe[PATH_MAX];
+/* The product, and the test build that has --plain-link (no TLS). */
+static char exe[PATH_MAX], exe_test[PATH_MAX + 8];
 
 struct result {
 	double ckpt_per_s, pages, p50, p99, ran_s, h50, h99;
@@ -124,8 +127,10 @@ static void write_psk(void)
 /* One protected run: secondary and primary on loopback. */
 static void checkpoint_run(unsigned int mib, unsigned int pages,
 			   const char *harvest, unsigned int records,
-			   struct result *res)
+			   bool plain, struct result *res)
 {
+	char *bin = plain ? exe_test : exe;
+	char *link = plain ? "--plain-link" : NULL;
 	char smem[16], spages[16], sdata[16], srec[16];
 	static int port = 7900;
 	char sport[16];
@@ -139,21 +144,21 @@ static void checkpoint_run(unsigned int mib, unsigned int pages,
 	snprintf(sdata, sizeof(sdata), "%u", pages * 4 > 256 ? pages * 4 : 256);
 	snprintf(srec, sizeof(srec), "%u", records);
 	{
-		char *argv[] = { exe, "secondary", "--listen", "127.0.0.1",
+		char *argv[] = { bin, "secondary", "--listen", "127.0.0.1",
 				 "--psk", BENCH_PSK, "--port", sport, "--block",
 				 "/tmp/bench-sec.img", "--mem", smem,
-				 "--stats", "0", NULL };
+				 "--stats", "0", link, NULL };
 
 		sec = spawn_quiet(argv);
 	}
 	{
-		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
+		char *argv[] = { bin, "primary", "--peer", "127.0.0.1",
 				 "--psk", BENCH_PSK, "--port", sport, "--block",
 				 "/tmp/bench-pri.img",
 				 "--mem", smem, "--pages", spages,
 				 "--data-pages", sdata, "--records", srec,
 				 "--block-every", "0", "--harvest",
-				 (char *)harvest, "--stats", "0", NULL };
+				 (char *)harvest, "--stats", "0", link, NULL };
 
 		memset(res, 0, sizeof(*res));
 		run_collect(argv, res);
@@ -183,7 +188,8 @@ int main(int argc, char **argv)
 {
 	static const unsigned int dirty[] = { 10, 100, 1000 };
 	unsigned int mib = 4096, quick = 0, i, k;
-	struct result ring, bitmap, r[3];
+	struct result ring, bitmap, plain[3], r[3];
+	double tls_p50[3];
 	char *p;
 	int c;
 
@@ -197,6 +203,7 @@ int main(int argc, char **argv)
 		die("readlink");
 	p = strrchr(exe, '/');
 	snprintf(p + 1, sizeof(exe) - (p + 1 - exe), "kemari-replicator");
+	snprintf(exe_test, sizeof(exe_test), "%s-test", exe);
 	write_psk();
 
 	printf("kemari-replicator-bench: 2 vCPUs, %u MiB guest, synchronous commit over loopback\n",
@@ -208,8 +215,10 @@ int main(int argc, char **argv)
 	for (i = 0; i < 3; i++) {
 		unsigned int records = quick ? 5 : (dirty[i] >= 1000 ? 20 : 40);
 
-		checkpoint_run(mib, dirty[i], "ring", records, &ring);
-		checkpoint_run(mib, dirty[i], "bitmap", records, &bitmap);
+		checkpoint_run(mib, dirty[i], "ring", records, false, &ring);
+		checkpoint_run(mib, dirty[i], "bitmap", records, false, &bitmap);
+		checkpoint_run(mib, dirty[i], "ring", records, true, &plain[i]);
+		tls_p50[i] = ring.p50;
 		if (!ring.ok || !bitmap.ok)
 			printf("  (a run failed: ring %d bitmap %d)\n", ring.ok,
 			       bitmap.ok);
@@ -232,6 +241,15 @@ int main(int argc, char **argv)
 	}
 	printf("(pause: the guest stopped, from the sync exit to KVM_KEMARI_RESUME; harvest: the part of it that\n"
 	       " harvests and re-protects the dirty log; bitmap/ring: ratios of the p50s)\n");
+	printf("the link's crypto: pause p50 with TLS 1.3 (AES-128-GCM, the product) and without (the test build's --plain-link), ring\n");
+	printf("%6s %10s %10s %9s\n", "dirty", "TLS", "plain", "TLS/plain");
+	for (i = 0; i < 3; i++) {
+		printf("%6u %7.3f ms %7.3f ms %9.2f%s\n", dirty[i], tls_p50[i],
+		       plain[i].p50, plain[i].p50 > 0 ? tls_p50[i] / plain[i].p50 : 0,
+		       plain[i].ok ? "" : " (the plain run failed)");
+		printf("CSV,crypto,%u,%.3f,%.3f\n", dirty[i], tls_p50[i],
+		       plain[i].p50);
+	}
 
 	slowdown_run("--no-kemari", quick ? 500 : 5000, &r[0]);
 	slowdown_run("--no-tsc-log", quick ? 500 : 5000, &r[1]);

@@ -237,13 +237,18 @@ static int ck__parse(const struct replica *r, const uint8_t *buf,
 				return refuse(why, "VM section has reserved bits set");
 			if (ck->vm->seq != seq)
 				return refuse(why, "the message's sequence number is not the checkpoint's");
+			if (r->lost)
+				return refuse(why, "the replica's disk is lost: this secondary must be replaced");
 			if (!r->valid && !ck->vm->full)
 				return refuse(why, "first checkpoint is not a full one");
 			if (r->valid && ck->vm->seq <= r->seq)
 				return refuse(why, "checkpoint sequence went back");
-			/* Only a full checkpoint may start afresh. */
-			if (r->valid && !ck->vm->full && ck->vm->seq != r->seq + 1)
-				return refuse(why, "sequence gap: an incremental checkpoint must follow the replica's");
+			/*
+			 * No gap, full checkpoints included: a full one carries
+			 * the memory, but only its own epoch's block writes.
+			 */
+			if (r->valid && ck->vm->seq != r->seq + 1)
+				return refuse(why, "sequence gap: a checkpoint must follow the replica's");
 			/* The handshake, or the first checkpoint, set it. */
 			if ((r->valid || r->tsc_khz) &&
 			    ck->vm->tsc_khz != r->tsc_khz)
@@ -362,6 +367,7 @@ static int replica__write_blocks(struct replica *r, const struct ck_blk *blk,
 			    ABI_SECTOR_SIZE) {
 				*why = "cannot write the replica's block device, nor undo the writes: the replica is lost";
 				r->valid = false;
+				r->lost = true;
 			}
 	}
 	free(old);
@@ -375,9 +381,13 @@ static void replica__reload_shadow(struct replica *r)
 
 	if (!r->valid)
 		return;
+	/*
+	 * KVM took this state before, so it takes it again; were it not to,
+	 * takeover, which loads it once more, would say so.
+	 */
+	vm__restore_irq(r->shadow, &r->irq);
 	for (i = 0; i < r->nr_vcpus; i++)
 		vcpu__restore(&r->shadow->vcpu[i], &r->vcpu[i]);
-	vm__restore_irq(r->shadow, &r->irq);
 }
 
 /*
@@ -392,17 +402,16 @@ static int replica__load_shadow(struct replica *r, const struct ck_parsed *ck,
 	unsigned int i;
 	int ret = 0;
 
+	/* In the order of secondary__takeover(): the irqchip, then the vCPUs. */
+	ret = vm__restore_irq(r->shadow, ck->irq);
+	if (ret)
+		snprintf(msg, sizeof(msg), "KVM refused the irqchip or PIT state (%s)",
+			 strerror(-ret));
 	for (i = 0; !ret && i < r->nr_vcpus; i++) {
 		ret = vcpu__restore(&r->shadow->vcpu[i], &ck->vcpu[i]->state);
 		if (ret)
 			snprintf(msg, sizeof(msg), "KVM refused vCPU %u's state (%s)",
 				 i, strerror(-ret));
-	}
-	if (!ret) {
-		ret = vm__restore_irq(r->shadow, ck->irq);
-		if (ret)
-			snprintf(msg, sizeof(msg), "KVM refused the irqchip or PIT state (%s)",
-				 strerror(-ret));
 	}
 	if (!ret)
 		return 0;

@@ -100,6 +100,7 @@ void ck__add_end(struct ck_buf *b);
 /* What the secondary holds: the last checkpoint it applied. */
 struct replica {
 	bool valid;		/* a full checkpoint and all after it applied */
+	bool lost;		/* a block write and its undo failed: for good */
 	uint64_t seq;
 	uint64_t mem_size;
 	uint32_t nr_vcpus;
@@ -129,14 +130,16 @@ int replica__init(struct replica *r, uint64_t mem_size, uint32_t nr_vcpus,
  * be resumed), -EIO (the replica's block device failed) or -ENOMEM, with
  * *why saying what was wrong, and then nothing of it was applied.  Only
  * if a block write and its undo both fail is the replica lost: then
- * r->valid is false and *why says so.
+ * r->valid is false, r->lost true, *why says so, and every later
+ * checkpoint is refused.
  *
  * With a shadow VM, KVM must take every vCPU's state and the irqchip's
  * too, or the checkpoint is refused ("KVM refused ...") and the shadow
  * gets the last good state back.
  *
- * An incremental checkpoint must be the next after the replica's (seq + 1,
- * no gap); a full one may start at any later seq.  Every check has its own
+ * Once the replica holds one, a checkpoint must be the next after it
+ * (seq + 1, no gap), a full one too: a full checkpoint carries all memory
+ * but only its own epoch's block writes.  Every check has its own
  * reason (test/fuzz.c holds a case for each).
  */
 int replica__apply(struct replica *r, const uint8_t *buf, size_t len,

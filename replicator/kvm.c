@@ -189,6 +189,35 @@ int kvm__cpuid_digest(uint8_t out[TLS_DIGEST_LEN])
 	return 0;
 }
 
+int kvm__check_tsc_khz(uint32_t khz, char *why, size_t len)
+{
+	int kvm = kvm__open(), vm = -1, vcpu = -1, host = -1, r = 0;
+
+	if (kvm >= 0 && ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0)
+		goto out;
+	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
+	vcpu = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
+	host = vcpu < 0 ? -1 : ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
+	if (host <= 0) {
+		snprintf(why, len, "cannot read this host's TSC rate (%s)",
+			 strerror(errno));
+		r = -EIO;
+	} else if ((uint64_t)khz * 4000 < (uint64_t)host * 3999 ||
+		   (uint64_t)khz * 4000 > (uint64_t)host * 4001) {
+		snprintf(why, len, "this host cannot give the guest its TSC rate of %u kHz: it has no TSC scaling, and its own TSC runs at %d kHz",
+			 khz, host);
+		r = -ERANGE;
+	}
+out:
+	if (vcpu >= 0)
+		close(vcpu);
+	if (vm >= 0)
+		close(vm);
+	if (kvm >= 0)
+		close(kvm);
+	return r;
+}
+
 int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem)
 {
 	struct kvm_userspace_memory_region region = {
@@ -237,6 +266,8 @@ int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem)
 	cpuid = kvm__supported_cpuid(vm->kvm_fd);
 	if (!cpuid)
 		return -EIO;
+	tls__digest(cpuid->entries, cpuid->nent * sizeof(cpuid->entries[0]),
+		    vm->cpuid_digest);
 	for (i = 0; !r && i < cfg->nr_vcpus; i++)
 		r = vcpu__create(vm, i, cpuid);
 	free(cpuid);

@@ -75,16 +75,26 @@ struct vm {
 	int run_size;
 	bool kemari;
 	uint64_t *bitmap;		/* harvest_bitmap */
+	uint8_t cpuid_digest[32];	/* of the CPUID its vCPUs got */
 	struct vcpu vcpu[MAX_VCPUS];
 };
 
 int kvm__open(void);
 /*
- * The SHA-256 of the CPUID table vm__create() gives every vCPU (this
- * host's KVM_GET_SUPPORTED_CPUID): a guest resumed on another host must
- * see the same, so the handshake compares them (wire.h).
+ * The SHA-256 of the CPUID table vm__create() would give every vCPU (this
+ * host's KVM_GET_SUPPORTED_CPUID, APIC ids 0), for a peer without a VM of
+ * its own; a VM keeps the digest of the table it got in cpuid_digest.  A
+ * guest resumed on another host must see the same, so the handshake
+ * compares them (wire.h).
  */
 int kvm__cpuid_digest(uint8_t out[32]);
+/*
+ * 0 if this host can give a vCPU khz: with TSC scaling KVM_SET_TSC_KHZ
+ * decides; without, KVM takes a rate above the host's too (always catching
+ * up, never exact), so it must be within 250 ppm of the host's own.
+ * -ERANGE and the reason in why otherwise.
+ */
+int kvm__check_tsc_khz(uint32_t khz, char *why, size_t len);
 /* mem: NULL to allocate zeroed memory, else the memory to run on. */
 int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem);
 int vm__load_guest(struct vm *vm, const void *image, size_t size,

@@ -53,19 +53,26 @@ static void usage(void)
 		"  --pipelined          primary: resume before the acknowledgment\n"
 		"  --plug-dev IFNAME    primary: hold IFNAME's output until acknowledged\n"
 		"  --event-log FILE     primary: log checkpoints and acknowledgments\n"
-		"  --ack-delay MS       secondary: delay every acknowledgment (tests)\n"
 		"  --ack-timeout MS     primary: wait this long for an acknowledgment,\n"
 		"                       then detach (default 10 x --timeout)\n"
 		"  --grace MS           primary: stay stopped this long after losing the\n"
 		"                       secondary, to be fenced (default and least: the\n"
 		"                       secondary's timeout + fence timeout + a margin)\n"
 		"  --fence-timeout MS   secondary: limit for --fence (default 10000)\n"
-		"  --corrupt-every N    primary: damage the first send of every Nth\n"
-		"                       checkpoint on the wire (tests)\n"
 		"  --block-every N      a block write every N records (default 1, 0: none)\n"
 		"  --harvest ring|bitmap  dirty tracking (default ring; bitmap to compare)\n"
 		"  --no-tsc-log         leave KVM_KEMARI_TSC_LOG off\n"
-		"  --no-kemari          bring-up on a kernel without Kemari: no sync points\n");
+		"  --no-kemari          bring-up on a kernel without Kemari: no sync points\n"
+#ifdef KEMARI_TEST_HOOKS
+		"test build (kemari-replicator-test) only:\n"
+		"  --ack-delay MS       secondary: delay every acknowledgment\n"
+		"  --corrupt-every N    primary: damage the first send of every Nth\n"
+		"                       checkpoint on the wire\n"
+		"  --plain-link         both: no TLS on the link (the bench's control;\n"
+		"                       --psk is still needed, and not used)\n"
+		"  SIGUSR1              primary: cut the replication link\n"
+#endif
+		);
 	exit(1);
 }
 
@@ -109,12 +116,16 @@ int main(int argc, char **argv)
 		{ "quota", 1, 0, 'q' }, { "stats", 1, 0, 'S' },
 		{ "no-kemari", 0, 0, 'K' }, { "pipelined", 0, 0, 'L' },
 		{ "plug-dev", 1, 0, 'D' }, { "event-log", 1, 0, 'E' },
-		{ "ack-delay", 1, 0, 'A' }, { "grace", 1, 0, 'g' },
+		{ "grace", 1, 0, 'g' },
 		{ "fence-timeout", 1, 0, 'F' }, { "block-every", 1, 0, 'B' },
 		{ "fence-file", 1, 0, 'X' }, { "ack-timeout", 1, 0, 'W' },
 		{ "harvest", 1, 0, 'H' }, { "no-tsc-log", 0, 0, 'T' },
-		{ "corrupt-every", 1, 0, 'C' }, { "psk", 1, 0, 'k' },
-		{ "listen", 1, 0, 'i' }, { 0 }
+		{ "psk", 1, 0, 'k' }, { "listen", 1, 0, 'i' },
+#ifdef KEMARI_TEST_HOOKS
+		{ "ack-delay", 1, 0, 'A' }, { "corrupt-every", 1, 0, 'C' },
+		{ "plain-link", 0, 0, 'N' },
+#endif
+		{ 0 }
 	};
 	struct options o = {
 		.vm = { .mem_size = 16 << 20, .nr_vcpus = 2,
@@ -211,9 +222,6 @@ int main(int argc, char **argv)
 		case 'W':
 			o.ack_timeout_ms = num_in("ack-timeout", optarg, 1, MAX_MS);
 			break;
-		case 'A':
-			o.ack_delay_ms = num_in("ack-delay", optarg, 0, MAX_MS);
-			break;
 		case 'g':
 			o.grace_ms = num_in("grace", optarg, 0, MAX_MS);
 			break;
@@ -225,9 +233,6 @@ int main(int argc, char **argv)
 			break;
 		case 'B':
 			o.guest.block_every = num(optarg);
-			break;
-		case 'C':
-			o.corrupt_every = num(optarg);
 			break;
 		case 'T':
 			o.vm.no_tsc_log = true;
@@ -243,6 +248,17 @@ int main(int argc, char **argv)
 				die("--harvest is ring or bitmap");
 			o.vm.harvest_bitmap = !strcmp(optarg, "bitmap");
 			break;
+#ifdef KEMARI_TEST_HOOKS
+		case 'N':
+			o.plain_link = true;
+			break;
+		case 'A':
+			o.ack_delay_ms = num_in("ack-delay", optarg, 0, MAX_MS);
+			break;
+		case 'C':
+			o.corrupt_every = num(optarg);
+			break;
+#endif
 		default:
 			usage();
 		}
@@ -283,6 +299,12 @@ int main(int argc, char **argv)
 	 * gone must be an error to handle (EPIPE), not a signal that kills.
 	 */
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * SIGUSR1 is logrotate's "reopen your logs"; the replicator logs to
+	 * stderr and has nothing to reopen, and the signal must end neither
+	 * end of a protected pair.
+	 */
+	signal(SIGUSR1, SIG_IGN);
 	if (!strcmp(mode, "primary"))
 		return primary__main(&o);
 	if (!strcmp(mode, "secondary"))

@@ -30,9 +30,10 @@ struct options {
 	bool pipelined;			/* primary: resume before the ack */
 	const char *plug_dev;		/* primary: buffer this interface */
 	const char *event_log;		/* primary: checkpoints and acks */
-	int ack_delay_ms;		/* secondary: a slow link, for tests */
+	int ack_delay_ms;		/* test build: secondary, a slow link */
 	int grace_ms;			/* primary: wait to be fenced */
-	int corrupt_every;		/* primary: damage checkpoints (tests) */
+	int corrupt_every;		/* test build: primary, damage checkpoints */
+	bool plain_link;		/* test build: no TLS, for the bench */
 	int fence_timeout_ms;		/* secondary: fencing command limit */
 	int ack_timeout_ms;		/* primary: wait for an ack this long */
 };

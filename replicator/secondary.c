@@ -172,18 +172,6 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 	unsigned int i, pending = 0;
 	int r, obs;
 
-	r = vm__restore_irq(&vmm->vm, &rep->irq);
-	for (i = 0; !r && i < vmm->vm.cfg.nr_vcpus; i++) {
-		r = vcpu__restore(&vmm->vm.vcpu[i], &rep->vcpu[i]);
-		pending += !!rep->vcpu[i].pending.write.count;
-	}
-	if (!r)
-		r = vm__restore_tsc(&vmm->vm, rep->vcpu);
-	if (r) {
-		warn_msg("cannot restore checkpoint %llu: %s: the guest is not resumed",
-			 (unsigned long long)rep->seq, strerror(-r));
-		return EXIT_TAKEOVER_FAILED;
-	}
 	obs = o->observer ? wire__connect(o->observer, o->observer_port,
 					  o->timeout_ms) : -1;
 	if (o->observer && obs < 0)
@@ -196,6 +184,22 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 		r = vmm__init(vmm, &o->guest);
 	if (r) {
 		warn_msg("cannot set up the devices for checkpoint %llu: %s: the guest is not resumed",
+			 (unsigned long long)rep->seq, strerror(-r));
+		return EXIT_TAKEOVER_FAILED;
+	}
+	/*
+	 * Last, so that kvmclock and the TSCs go on from the checkpoint's
+	 * values when the guest runs, not after the observer's connect.
+	 */
+	r = vm__restore_irq(&vmm->vm, &rep->irq);
+	for (i = 0; !r && i < vmm->vm.cfg.nr_vcpus; i++) {
+		r = vcpu__restore(&vmm->vm.vcpu[i], &rep->vcpu[i]);
+		pending += !!rep->vcpu[i].pending.write.count;
+	}
+	if (!r)
+		r = vm__restore_tsc(&vmm->vm, rep->vcpu);
+	if (r) {
+		warn_msg("cannot restore checkpoint %llu: %s: the guest is not resumed",
 			 (unsigned long long)rep->seq, strerror(-r));
 		return EXIT_TAKEOVER_FAILED;
 	}
@@ -234,8 +238,12 @@ static bool secondary__message(const struct options *o, struct wire_link *l,
 			wire__send(l, MSG_NAK, h->seq, why, strlen(why));
 			return true;
 		}
+#ifdef KEMARI_TEST_HOOKS
 		if (o->ack_delay_ms)
 			usleep(o->ack_delay_ms * 1000);
+#else
+		(void)o;
+#endif
 		/* The ack names what is held: the checkpoint's digest. */
 		tls__digest(buf, h->len, digest);
 		r = wire__send(l, MSG_ACK, h->seq, digest, sizeof(digest));
@@ -270,10 +278,15 @@ static int secondary__shadow(const struct options *o, struct replica *rep,
 	struct vm_config cfg = o->vm;
 	int r;
 
+	if (!tsc_khz)
+		return 0;	/* wire__hello_check() refuses it */
+	r = kvm__check_tsc_khz(tsc_khz, why, len);
+	if (r)
+		return r;
 	cfg.tsc_khz = tsc_khz;
 	r = vm__create(&takeover_vmm.vm, &cfg, rep->mem);
 	if (r) {
-		snprintf(why, len, "this host cannot create the guest's VM with its TSC rate of %u kHz (%s; KVM_SET_TSC_KHZ needs TSC scaling for a rate below the host's)",
+		snprintf(why, len, "this host cannot give the guest its TSC rate of %u kHz, or cannot create its VM (%s; the ioctl is logged)",
 			 tsc_khz, strerror(-r));
 		return r;
 	}
@@ -314,13 +327,13 @@ static uint32_t secondary__hello(const struct options *o, struct wire_link *l,
 			 h.type);
 	} else {
 		memcpy(&peer, buf, sizeof(peer));
-		r = kvm__cpuid_digest(mine.cpuid);
-		if (r)
-			snprintf(why, sizeof(why), "the secondary cannot read its host's CPUID (%s)",
-				 strerror(-r));
-		else if (!wire__hello_check(&mine, &peer, why, sizeof(why)) &&
-			 !secondary__shadow(o, rep, peer.tsc_khz, why, sizeof(why)))
-			why[0] = 0;
+		/* The CPUID compared is the one the shadow's vCPUs got. */
+		if (!secondary__shadow(o, rep, peer.tsc_khz, why, sizeof(why))) {
+			memcpy(mine.cpuid, takeover_vmm.vm.cpuid_digest,
+			       sizeof(mine.cpuid));
+			if (!wire__hello_check(&mine, &peer, why, sizeof(why)))
+				why[0] = 0;
+		}
 	}
 	free(buf);
 	if (why[0]) {
@@ -408,6 +421,10 @@ static int secondary__pair(const struct options *o, int lfd,
 		snprintf(peer, len, "unknown");
 		secondary__peer_name(fd, peer, len);
 		wire__link_init(l, fd);
+#ifdef KEMARI_TEST_HOOKS
+		if (o->plain_link)
+			break;
+#endif
 		if (!tls__server(l, &o->key, TLS_SERVER_MS, why, sizeof(why)))
 			break;
 		warn_msg("refused a connection from %s: %s; still waiting for the primary",

@@ -30,6 +30,7 @@ const char *wire__strerror(int status)
 	case WIRE_BAD_PAYLOAD:	return "payload checksum mismatch";
 	case WIRE_TOO_BIG:	return "message larger than allowed";
 	case WIRE_BAD_RECORD:	return "TLS record failed authentication";
+	case WIRE_BAD_VERSION:	return "the peer speaks another version of the protocol (both ends must run the same build)";
 	default:		return "system error";
 	}
 }
@@ -59,13 +60,13 @@ int wire__hello_check(const struct wire_hello *mine,
 			 (unsigned long long)(mine->mem_size >> 20));
 		return -1;
 	}
+	if (!pri->tsc_khz || sec->tsc_khz) {
+		snprintf(why, len, "the primary must state the guest's TSC rate, and only the primary");
+		return -1;
+	}
 	if (memcmp(peer->cpuid, mine->cpuid, sizeof(mine->cpuid))) {
 		snprintf(why, len, "the %s host gives the guest another CPUID (KVM_GET_SUPPORTED_CPUID differs): after a takeover the guest would see other features",
 			 mine->role == HELLO_PRIMARY ? "secondary's" : "primary's");
-		return -1;
-	}
-	if (!pri->tsc_khz || sec->tsc_khz) {
-		snprintf(why, len, "the primary must state the guest's TSC rate, and only the primary");
 		return -1;
 	}
 	min = wire__min_grace_ms(sec->timeout_ms, sec->fence_timeout_ms);
@@ -253,6 +254,7 @@ int wire__send(struct wire_link *l, enum msg_type type, uint64_t seq,
 	return r ? r : write_all(l, payload, len);
 }
 
+#ifdef KEMARI_TEST_HOOKS
 int wire__send_damaged(struct wire_link *l, enum msg_type type, uint64_t seq,
 			const void *payload, size_t len, size_t at)
 {
@@ -273,6 +275,7 @@ int wire__send_damaged(struct wire_link *l, enum msg_type type, uint64_t seq,
 	free(copy);
 	return r;
 }
+#endif
 
 int wire__recv(struct wire_link *l, struct msg_hdr *hdr, uint8_t **buf, size_t *cap,
 	       size_t max_len, int timeout_ms)
@@ -281,9 +284,11 @@ int wire__recv(struct wire_link *l, struct msg_hdr *hdr, uint8_t **buf, size_t *
 
 	if (r)
 		return r;
-	if (hdr->magic != WIRE_MAGIC || hdr->version != WIRE_VERSION ||
+	if (hdr->magic != WIRE_MAGIC ||
 	    hdr->hdr_crc != crc32c(0, hdr, offsetof(struct msg_hdr, hdr_crc)))
 		return WIRE_BAD_HEADER;
+	if (hdr->version != WIRE_VERSION)
+		return WIRE_BAD_VERSION;
 	if (hdr->len > max_len)
 		return WIRE_TOO_BIG;
 	if (hdr->len > *cap) {

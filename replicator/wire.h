@@ -113,6 +113,7 @@ enum wire_status {
 	WIRE_TOO_BIG = -5,	/* len above the receiver's limit */
 	WIRE_ERROR = -6,	/* a system call failed */
 	WIRE_BAD_RECORD = -7,	/* TLS: a record failed authentication */
+	WIRE_BAD_VERSION = -8,	/* a sound header of another WIRE_VERSION */
 };
 
 /*
@@ -142,9 +143,11 @@ void wire__header(struct msg_hdr *h, enum msg_type type, uint64_t seq,
 		  const void *payload, size_t len);
 int wire__send(struct wire_link *l, enum msg_type type, uint64_t seq,
 	       const void *payload, size_t len);
-/* For tests: the same, with one payload byte changed after the CRC. */
+#ifdef KEMARI_TEST_HOOKS
+/* The test build: the same, with one payload byte changed after the CRC. */
 int wire__send_damaged(struct wire_link *l, enum msg_type type, uint64_t seq,
 		       const void *payload, size_t len, size_t at);
+#endif
 /*
  * Receive one message.  *buf is grown as needed (realloc); the payload
  * is checked against the header.  timeout_ms bounds every wait for data

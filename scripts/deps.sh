@@ -7,6 +7,8 @@ pkgs=(
 	"$PACKAGE" build-essential flex bison bc cpio kmod xz-utils
 	libelf-dev libssl-dev ccache python3 python3-docutils git patch diffutils
 	qemu-system-x86 busybox-static libnl-3-dev libnl-route-3-dev
+	# The replicator's fuzzers (scripts/run-fuzz.sh): libFuzzer, sanitizers.
+	clang libclang-rt-14-dev
 	# The QEMU side (scripts/build-qemu.sh): Debian's tarball has no meson;
 	# libfdt is mandatory for x86_64 in 7.2; gnutls for TLS on the link.
 	meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev libfdt-dev

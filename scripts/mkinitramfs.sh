@@ -50,7 +50,7 @@ done
 
 # Programs that the tests start rather than the lists name.
 if [ "$VARIANT" != base ]; then
-	cp "$OUT/bin/kemari-replicator" "$root/tests/"
+	cp "$OUT/bin/kemari-replicator" "$OUT/bin/kemari-replicator-test" "$root/tests/"
 fi
 
 # QEMU, its firmware, the libraries it links and the L2 guest: the test

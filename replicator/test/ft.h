@@ -8,7 +8,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-extern char exe[PATH_MAX], dir[64], psk_file[PATH_MAX];
+/*
+ * exe: the product binary, kemari-replicator; exe_hooks: the test build,
+ * kemari-replicator-test, for the cases that need its hooks.
+ */
+extern char exe[PATH_MAX], exe_hooks[PATH_MAX + 8], dir[64], psk_file[PATH_MAX];
 extern bool spawn_bare;		/* spawn() adds no key and no --listen */
 
 uint64_t rnd(void);
@@ -24,6 +28,7 @@ void dump(const char *path);
 /* fuzz.c */
 void test_checks(void);
 void test_fuzz(unsigned int cases);
+void fuzz_corpus(const char *out);
 
 /* shadow.c */
 void test_shadow(void);

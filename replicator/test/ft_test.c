@@ -33,6 +33,7 @@
  *
  * Usage: kemari-ft-test [-s SEED] [-n FAILOVER_ROUNDS] [-f FUZZ_CASES]
  *                       [test...]
+ *        kemari-ft-test corpus DIR   (seeds for scripts/run-fuzz.sh)
  * The seed is printed; -s reproduces a run.
  */
 #include <errno.h>
@@ -61,7 +62,7 @@
 
 static unsigned int test_nr, failed;
 static uint64_t rng_state;
-char exe[PATH_MAX], dir[64], psk_file[PATH_MAX];
+char exe[PATH_MAX], exe_hooks[PATH_MAX + 8], dir[64], psk_file[PATH_MAX];
 bool spawn_bare;
 
 uint64_t rnd(void)
@@ -260,7 +261,7 @@ static pid_t pipelined__primary(const struct run *run, bool plug,
 		die("pipe: %m");
 	pid = fork();
 	if (pid == 0) {
-		char *argv[32] = { exe, "primary", "--peer", rhost, "--port",
+		char *argv[32] = { exe_hooks, "primary", "--peer", rhost, "--port",
 				   port, "--block", blk, "--observer", ohost,
 				   "--observer-port", oport, "--records", records,
 				   "--stats", "0", "--psk", psk_file };
@@ -291,7 +292,7 @@ static pid_t pipelined__primary(const struct run *run, bool plug,
 			 n, odev, odev, n, rdev, rdev);
 		if (system(cmd))
 			_exit(125);
-		execv(exe, argv);
+		execv(exe_hooks, argv);
 		_exit(127);
 	}
 	if (read(ready[0], &c, 1) != 1)
@@ -321,7 +322,7 @@ static pid_t pipelined__primary(const struct run *run, bool plug,
 static void run__observer(struct run *run, int port)
 {
 	char oport[16], out[PATH_MAX];
-	char *argv[] = { exe, "observer", "--observer-port", oport,
+	char *argv[] = { exe_hooks, "observer", "--observer-port", oport,
 			 "--log", run->log, "--stats", "0", NULL };
 
 	memset(run, 0, sizeof(*run));
@@ -359,7 +360,7 @@ static void run__start(struct run *run, unsigned int round,
 		run->primary = pipelined__primary(run, true, "/dev/null",
 						  round % 100, corrupt);
 	} else {
-		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
+		char *argv[] = { exe_hooks, "primary", "--peer", "127.0.0.1",
 				 "--port", port, "--block", blk,
 				 "--observer", "127.0.0.1", "--observer-port",
 				 oport, "--records", records, "--seed", sseed,
@@ -369,7 +370,7 @@ static void run__start(struct run *run, unsigned int round,
 		run->primary = spawn(run->pri_err, argv);
 	}
 	{
-		char *argv[24] = { exe, "secondary", "--port", port,
+		char *argv[24] = { exe_hooks, "secondary", "--port", port,
 				   "--block", sblk, "--observer", "127.0.0.1",
 				   "--observer-port", oport, "--records", records,
 				   "--timeout", "1000", "--stats", "0" };
@@ -638,7 +639,7 @@ static void test_observer_outage(void)
 	{
 		char port[16], oport[16], records[16], sblk[PATH_MAX];
 		char fence[512], listen[32];
-		char *argv[] = { exe, "secondary", "--port", port, "--block",
+		char *argv[] = { exe_hooks, "secondary", "--port", port, "--block",
 				 sblk, "--observer", "127.0.0.1",
 				 "--observer-port", oport, "--records", records,
 				 "--timeout", "1000", "--stats", "0", "--fence",
@@ -756,7 +757,7 @@ static bool pid_gone(pid_t pid)
 static void fence_hygiene(void)
 {
 	char path[128], env[128], child[128], out[128], cmd[512], line[256];
-	char *argv[] = { exe, "secondary", "--port", "7599", "--block",
+	char *argv[] = { exe_hooks, "secondary", "--port", "7599", "--block",
 			 "/dev/null", "--fence-file", path, NULL };
 	bool ok, env_ok;
 	pid_t pid = 0;
@@ -833,11 +834,11 @@ static void handshake_refused(const char *name, const char *grace,
 			      const char *vcpus, const char *msg)
 {
 	char sblk[PATH_MAX], pblk[PATH_MAX];
-	char *sec[] = { exe, "secondary", "--port", "7597", "--block",
+	char *sec[] = { exe_hooks, "secondary", "--port", "7597", "--block",
 			sblk, "--timeout", "1000", "--fence", "exit 0",
 			"--fence-timeout", "2000", "--vcpus", (char *)vcpus,
 			NULL };
-	char *pri[] = { exe, "primary", "--peer", "127.0.0.1", "--port",
+	char *pri[] = { exe_hooks, "primary", "--peer", "127.0.0.1", "--port",
 			"7597", "--block", pblk, "--stats", "0",
 			"--grace", (char *)grace, NULL };
 	struct run run;
@@ -919,11 +920,11 @@ static void slow_secondary(const char *name, const char *ack_delay,
 			   const char *ack_timeout, bool protected)
 {
 	char sblk[PATH_MAX], pblk[PATH_MAX];
-	char *sec[] = { exe, "secondary", "--port", "7595", "--block", sblk,
+	char *sec[] = { exe_hooks, "secondary", "--port", "7595", "--block", sblk,
 			"--timeout", "300", "--fence", "exit 0",
 			"--fence-timeout", "1000", "--ack-delay",
 			(char *)ack_delay, "--stats", "0", NULL };
-	char *pri[] = { exe, "primary", "--peer", "127.0.0.1", "--port",
+	char *pri[] = { exe_hooks, "primary", "--peer", "127.0.0.1", "--port",
 			"7595", "--block", pblk, "--timeout", "300",
 			"--heartbeat", "50", "--records", "3", "--block-every",
 			"0", "--stats", "0", "--ack-timeout", (char *)ack_timeout,
@@ -1033,7 +1034,7 @@ static void pipelined(bool plug)
 					 plug ? "7" : NULL);
 	{
 		char listen[32];
-		char *argv[] = { exe, "secondary", "--port", port, "--block",
+		char *argv[] = { exe_hooks, "secondary", "--port", port, "--block",
 				 sblk, "--records", records, "--stats", "0",
 				 "--ack-delay", "20", "--listen", listen, NULL };
 
@@ -1179,6 +1180,11 @@ int main(int argc, char **argv)
 	if (!seed)
 		seed = now_ns() ^ getpid();
 	rng_state = seed;
+	/* kemari-ft-test corpus DIR: the fuzzers' seeds, then nothing else. */
+	if (argc - optind == 2 && !strcmp(argv[optind], "corpus")) {
+		fuzz_corpus(argv[optind + 1]);
+		return 0;
+	}
 	prog_role = "ft-test";
 	signal(SIGPIPE, SIG_IGN);	/* the impostors' links, as main.c */
 
@@ -1186,6 +1192,7 @@ int main(int argc, char **argv)
 		die("readlink: %m");
 	p = strrchr(exe, '/');
 	snprintf(p + 1, sizeof(exe) - (p + 1 - exe), "kemari-replicator");
+	snprintf(exe_hooks, sizeof(exe_hooks), "%s-test", exe);
 	snprintf(dir, sizeof(dir), "/tmp/kemari-ft-%d", getpid());
 	mkdir(dir, 0755);
 	snprintf(psk_file, sizeof(psk_file), "%s/psk", dir);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -345,264 +346,335 @@ static struct out_record *out_of(struct ck_buf *b)
 	return (struct out_record *)(blk_of(b) + dev_of(b)->nr_blk);
 }
 
+enum ck_case {
+	C_NO_END_SECTION,
+	C_SECTION_PAST_THE_END,
+	C_SECTION_HEADER_PADDING,
+	C_SECTIONS_OUT_OF_ORDER,
+	C_UNKNOWN_SECTION_TYPE,
+	C_VM_SECTION_SIZE,
+	C_VM_VCPU_COUNT,
+	C_VM_MEMORY_SIZE,
+	C_VM_PADDING,
+	C_VM_FULL_FLAG,
+	C_HEADER_SEQ_NOT_THE_BODY_S,
+	C_INCREMENTAL_FIRST,
+	C_SEQUENCE_REPEATED,
+	C_SEQUENCE_GAP,
+	C_FULL_CHECKPOINT_AFTER_A_GAP,
+	C_A_REPLICA_WHOSE_DISK_IS_LOST,
+	C_TSC_FREQUENCY,
+	C_PAGE_SECTION_SIZE,
+	C_PAGE_COUNT,
+	C_PAGE_COUNT_ABOVE_MEMORY,
+	C_PAGE_BEYOND_MEMORY,
+	C_VCPU_SECTION_SIZE,
+	C_VCPU_ID,
+	C_VCPU_PADDING,
+	C_MSR_COUNT,
+	C_MSR_LIST,
+	C_PENDING_WRITE_FLAGS,
+	C_PENDING_WRITE_WITH_NO_COUNT,
+	C_PENDING_PIO_SIZE_3,
+	C_PENDING_PIO_PORT_0XFFFE_4_BYTES,
+	C_PENDING_PIO_PORT_0X10000,
+	C_PENDING_PIO_PORT_MAX_WHOSE_END_WRAPS_TO,
+	C_PENDING_PIO_1025_DWORDS,
+	C_PENDING_MMIO_COUNT_2,
+	C_PENDING_MMIO_WRAP,
+	C_PENDING_MMIO_4097_BYTES,
+	C_PENDING_WRITE_BUS,
+	C_IRQCHIP_SECTION_SIZE,
+	C_IRQCHIP_IDS,
+	C_DEVICE_SECTION_SIZE,
+	C_DEVICE_FLAGS,
+	C_DEVICE_PADDING,
+	C_DEVICE_RECORD_COUNT,
+	C_DEVICE_BLOCK_COUNT_ABOVE_THE_LIMIT,
+	C_SECTOR_BEYOND_THE_DEVICE,
+	C_OUTPUT_RECORD_MAGIC,
+	C_OUTPUT_RECORD_VCPU,
+	C_BYTES_AFTER_THE_END,
+	C_END_SECTION_WITH_A_BODY,
+	C_DISK_FAILS_AT_THE_SECOND_WRITE,
+	C_NR
+};
+
 /*
  * Each case: what it damages, and the reason replica__apply() must give.
- * ck__damage() does the damage of case k.
+ * ck__damage() does the damage.
  */
 static const struct {
 	const char *name, *why;
-} ck_cases[] = {
-	{ "no end section",
-	  "truncated: no end section" },
-	{ "section past the end",
-	  "section longer than the checkpoint" },
-	{ "section header padding",
-	  "section longer than the checkpoint" },
-	{ "sections out of order",
-	  "section missing or out of order" },
-	{ "unknown section type",
-	  "section missing or out of order" },
-	{ "VM section size",
-	  "VM section has the wrong size" },
-	{ "VM vCPU count",
-	  "VM shape differs from the replica's" },
-	{ "VM memory size",
-	  "VM shape differs from the replica's" },
-	{ "VM padding",
-	  "VM section has reserved bits set" },
-	{ "VM full flag",
-	  "VM section has reserved bits set" },
-	{ "header seq not the body's",
-	  "the message's sequence number is not the checkpoint's" },
-	{ "incremental first",
-	  "first checkpoint is not a full one" },
-	{ "sequence repeated",
-	  "checkpoint sequence went back" },
-	{ "sequence gap",
-	  "sequence gap: an incremental checkpoint must follow the replica's" },
-	{ "TSC frequency",
-	  "the guest's TSC frequency changed" },
-	{ "page section size",
-	  "page section too short" },
-	{ "page count",
-	  "page count does not match the section" },
-	{ "page count above memory",
-	  "page count does not match the section" },
-	{ "page beyond memory",
-	  "page beyond guest memory" },
-	{ "vCPU section size",
-	  "vCPU section has the wrong size" },
-	{ "vCPU id",
-	  "vCPU sections out of order" },
-	{ "vCPU padding",
-	  "vCPU sections out of order" },
-	{ "MSR count",
-	  "vCPU MSR count is wrong" },
-	{ "MSR list",
-	  "vCPU MSR list is wrong" },
-	{ "pending write flags",
-	  "pending write has reserved flags set" },
-	{ "pending write with no count",
-	  "pending write has no count but names a device" },
-	{ "pending PIO size 3",
-	  "pending PIO write has a bad size" },
-	{ "pending PIO port 0xfffe, 4 bytes",
-	  "pending PIO write runs past port 0xffff" },
-	{ "pending PIO port 0x10000",
-	  "pending PIO write runs past port 0xffff" },
-	{ "pending PIO 1025 dwords",
-	  "pending PIO write is longer than KVM holds" },
-	{ "pending MMIO count 2",
-	  "pending MMIO write is not one access" },
-	{ "pending MMIO wrap",
-	  "pending MMIO write wraps around" },
-	{ "pending MMIO 4097 bytes",
-	  "pending MMIO write is longer than KVM holds" },
-	{ "pending write bus",
-	  "pending write is on an unknown bus" },
-	{ "irqchip section size",
-	  "irqchip section has the wrong size" },
-	{ "irqchip ids",
-	  "irqchip section is malformed" },
-	{ "device section size",
-	  "device section too short" },
-	{ "device flags",
-	  "device section has reserved bits set" },
-	{ "device padding",
-	  "device section has reserved bits set" },
-	{ "device record count",
-	  "device log counts do not match" },
-	{ "device block count above the limit",
-	  "device log counts do not match" },
-	{ "sector beyond the device",
-	  "block write beyond the device" },
-	{ "output record magic",
-	  "output record is malformed" },
-	{ "output record vCPU",
-	  "output record is malformed" },
-	{ "bytes after the end",
-	  "bytes after the end section" },
-	{ "end section with a body",
-	  "bytes after the end section" },
-	{ "disk fails at the second write",
-	  "cannot write the replica's block device" },
+} ck_cases[C_NR] = {
+	[C_NO_END_SECTION] = { "no end section",
+		"truncated: no end section" },
+	[C_SECTION_PAST_THE_END] = { "section past the end",
+		"section longer than the checkpoint" },
+	[C_SECTION_HEADER_PADDING] = { "section header padding",
+		"section longer than the checkpoint" },
+	[C_SECTIONS_OUT_OF_ORDER] = { "sections out of order",
+		"section missing or out of order" },
+	[C_UNKNOWN_SECTION_TYPE] = { "unknown section type",
+		"section missing or out of order" },
+	[C_VM_SECTION_SIZE] = { "VM section size",
+		"VM section has the wrong size" },
+	[C_VM_VCPU_COUNT] = { "VM vCPU count",
+		"VM shape differs from the replica's" },
+	[C_VM_MEMORY_SIZE] = { "VM memory size",
+		"VM shape differs from the replica's" },
+	[C_VM_PADDING] = { "VM padding",
+		"VM section has reserved bits set" },
+	[C_VM_FULL_FLAG] = { "VM full flag",
+		"VM section has reserved bits set" },
+	[C_HEADER_SEQ_NOT_THE_BODY_S] = { "header seq not the body's",
+		"the message's sequence number is not the checkpoint's" },
+	[C_INCREMENTAL_FIRST] = { "incremental first",
+		"first checkpoint is not a full one" },
+	[C_SEQUENCE_REPEATED] = { "sequence repeated",
+		"checkpoint sequence went back" },
+	[C_SEQUENCE_GAP] = { "sequence gap",
+		"sequence gap: a checkpoint must follow the replica's" },
+	[C_FULL_CHECKPOINT_AFTER_A_GAP] = { "full checkpoint after a gap",
+		"sequence gap: a checkpoint must follow the replica's" },
+	[C_A_REPLICA_WHOSE_DISK_IS_LOST] = { "a replica whose disk is lost",
+		"the replica's disk is lost: this secondary must be replaced" },
+	[C_TSC_FREQUENCY] = { "TSC frequency",
+		"the guest's TSC frequency changed" },
+	[C_PAGE_SECTION_SIZE] = { "page section size",
+		"page section too short" },
+	[C_PAGE_COUNT] = { "page count",
+		"page count does not match the section" },
+	[C_PAGE_COUNT_ABOVE_MEMORY] = { "page count above memory",
+		"page count does not match the section" },
+	[C_PAGE_BEYOND_MEMORY] = { "page beyond memory",
+		"page beyond guest memory" },
+	[C_VCPU_SECTION_SIZE] = { "vCPU section size",
+		"vCPU section has the wrong size" },
+	[C_VCPU_ID] = { "vCPU id",
+		"vCPU sections out of order" },
+	[C_VCPU_PADDING] = { "vCPU padding",
+		"vCPU sections out of order" },
+	[C_MSR_COUNT] = { "MSR count",
+		"vCPU MSR count is wrong" },
+	[C_MSR_LIST] = { "MSR list",
+		"vCPU MSR list is wrong" },
+	[C_PENDING_WRITE_FLAGS] = { "pending write flags",
+		"pending write has reserved flags set" },
+	[C_PENDING_WRITE_WITH_NO_COUNT] = { "pending write with no count",
+		"pending write has no count but names a device" },
+	[C_PENDING_PIO_SIZE_3] = { "pending PIO size 3",
+		"pending PIO write has a bad size" },
+	[C_PENDING_PIO_PORT_0XFFFE_4_BYTES] = { "pending PIO port 0xfffe, 4 bytes",
+		"pending PIO write runs past port 0xffff" },
+	[C_PENDING_PIO_PORT_0X10000] = { "pending PIO port 0x10000",
+		"pending PIO write runs past port 0xffff" },
+	[C_PENDING_PIO_PORT_MAX_WHOSE_END_WRAPS_TO] = { "pending PIO port 2^64 - 1, whose end wraps to 0",
+		"pending PIO write runs past port 0xffff" },
+	[C_PENDING_PIO_1025_DWORDS] = { "pending PIO 1025 dwords",
+		"pending PIO write is longer than KVM holds" },
+	[C_PENDING_MMIO_COUNT_2] = { "pending MMIO count 2",
+		"pending MMIO write is not one access" },
+	[C_PENDING_MMIO_WRAP] = { "pending MMIO wrap",
+		"pending MMIO write wraps around" },
+	[C_PENDING_MMIO_4097_BYTES] = { "pending MMIO 4097 bytes",
+		"pending MMIO write is longer than KVM holds" },
+	[C_PENDING_WRITE_BUS] = { "pending write bus",
+		"pending write is on an unknown bus" },
+	[C_IRQCHIP_SECTION_SIZE] = { "irqchip section size",
+		"irqchip section has the wrong size" },
+	[C_IRQCHIP_IDS] = { "irqchip ids",
+		"irqchip section is malformed" },
+	[C_DEVICE_SECTION_SIZE] = { "device section size",
+		"device section too short" },
+	[C_DEVICE_FLAGS] = { "device flags",
+		"device section has reserved bits set" },
+	[C_DEVICE_PADDING] = { "device padding",
+		"device section has reserved bits set" },
+	[C_DEVICE_RECORD_COUNT] = { "device record count",
+		"device log counts do not match" },
+	[C_DEVICE_BLOCK_COUNT_ABOVE_THE_LIMIT] = { "device block count above the limit",
+		"device log counts do not match" },
+	[C_SECTOR_BEYOND_THE_DEVICE] = { "sector beyond the device",
+		"block write beyond the device" },
+	[C_OUTPUT_RECORD_MAGIC] = { "output record magic",
+		"output record is malformed" },
+	[C_OUTPUT_RECORD_VCPU] = { "output record vCPU",
+		"output record is malformed" },
+	[C_BYTES_AFTER_THE_END] = { "bytes after the end",
+		"bytes after the end section" },
+	[C_END_SECTION_WITH_A_BODY] = { "end section with a body",
+		"bytes after the end section" },
+	[C_DISK_FAILS_AT_THE_SECOND_WRITE] = { "disk fails at the second write",
+		"cannot write the replica's block device" },
 };
 
 /*
  * The damage of case k, to the good checkpoint b and to what comes with
  * it: the length, the message's seq, the replica.
  */
-static void ck__damage(unsigned int k, struct ck_buf *b, size_t *len,
+static void ck__damage(enum ck_case k, struct ck_buf *b, size_t *len,
 		       uint64_t *seq, struct replica *r)
 {
 	struct rlimit rl = { .rlim_cur = 8 * ABI_SECTOR_SIZE,
 			     .rlim_max = RLIM_INFINITY };
 
 	switch (k) {
-	case 0:	/* no end section */
+	case C_NO_END_SECTION:
 		*len = ck_off[S_END];
 		break;
-	case 1:	/* section past the end */
+	case C_SECTION_PAST_THE_END:
 		sec(b, S_PAGES)->len += 1 << 20;
 		break;
-	case 2:	/* section header padding */
+	case C_SECTION_HEADER_PADDING:
 		sec(b, S_IRQ)->pad = 1;
 		break;
-	case 3:	/* sections out of order */
+	case C_SECTIONS_OUT_OF_ORDER:
 		sec(b, S_PAGES)->type = CK_VCPU;
 		break;
-	case 4:	/* unknown section type */
+	case C_UNKNOWN_SECTION_TYPE:
 		sec(b, S_DEV)->type = CK_END + 1;
 		break;
-	case 5:	/* VM section size */
+	case C_VM_SECTION_SIZE:
 		sec(b, S_VM)->len -= 8;
 		break;
-	case 6:	/* VM vCPU count */
+	case C_VM_VCPU_COUNT:
 		vm_of(b)->nr_vcpus = FZ_VCPUS + 1;
 		break;
-	case 7:	/* VM memory size */
+	case C_VM_MEMORY_SIZE:
 		vm_of(b)->mem_size += PAGE_SIZE;
 		break;
-	case 8:	/* VM padding */
+	case C_VM_PADDING:
 		vm_of(b)->pad = 1;
 		break;
-	case 9:	/* VM full flag */
+	case C_VM_FULL_FLAG:
 		vm_of(b)->full = 2;
 		break;
-	case 10:	/* header seq not the body's */
+	case C_HEADER_SEQ_NOT_THE_BODY_S:
 		*seq += 1;
 		break;
-	case 11:	/* incremental first */
+	case C_INCREMENTAL_FIRST:
 		r->valid = false;
 		break;
-	case 12:	/* sequence repeated */
+	case C_SEQUENCE_REPEATED:
 		*seq = vm_of(b)->seq = r->seq;
 		break;
-	case 13:	/* sequence gap */
+	case C_SEQUENCE_GAP:
 		*seq = vm_of(b)->seq = r->seq + 999;
 		break;
-	case 14:	/* TSC frequency */
+	case C_FULL_CHECKPOINT_AFTER_A_GAP:
+		*seq = vm_of(b)->seq = r->seq + 999;
+		vm_of(b)->full = 1;
+		break;
+	case C_A_REPLICA_WHOSE_DISK_IS_LOST:
+		r->lost = true;
+		break;
+	case C_TSC_FREQUENCY:
 		vm_of(b)->tsc_khz += 1;
 		break;
-	case 15:	/* page section size */
+	case C_PAGE_SECTION_SIZE:
 		sec(b, S_PAGES)->len = 4;
 		break;
-	case 16:	/* page count */
+	case C_PAGE_COUNT:
 		*(uint64_t *)body(b, S_PAGES) += 1;
 		break;
-	case 17:	/* page count above memory */
+	case C_PAGE_COUNT_ABOVE_MEMORY:
 		*(uint64_t *)body(b, S_PAGES) = FZ_MEM / PAGE_SIZE + 1;
 		break;
-	case 18:	/* page beyond memory */
+	case C_PAGE_BEYOND_MEMORY:
 		((uint64_t *)body(b, S_PAGES))[1] = FZ_MEM / PAGE_SIZE;
 		break;
-	case 19:	/* vCPU section size */
+	case C_VCPU_SECTION_SIZE:
 		sec(b, S_VCPU0)->len -= 8;
 		break;
-	case 20:	/* vCPU id */
+	case C_VCPU_ID:
 		((struct ck_vcpu *)body(b, S_VCPU0))->id = 1;
 		break;
-	case 21:	/* vCPU padding */
+	case C_VCPU_PADDING:
 		((struct ck_vcpu *)body(b, S_VCPU1))->pad = 1;
 		break;
-	case 22:	/* MSR count */
+	case C_MSR_COUNT:
 		((struct ck_vcpu *)body(b, S_VCPU0))->state.msrs.hdr.nmsrs--;
 		break;
-	case 23:	/* MSR list */
+	case C_MSR_LIST:
 		((struct ck_vcpu *)body(b, S_VCPU1))->state.msrs.entries[3].index ^= 1;
 		break;
-	case 24:	/* pending write flags */
+	case C_PENDING_WRITE_FLAGS:
 		write_of(b)->flags = 1;
 		break;
-	case 25:	/* pending write with no count */
+	case C_PENDING_WRITE_WITH_NO_COUNT:
 		write_of(b)->count = 0;
 		break;
-	case 26:	/* pending PIO size 3 */
+	case C_PENDING_PIO_SIZE_3:
 		write_of(b)->len = 3;
 		break;
-	case 27:	/* pending PIO port 0xfffe, 4 bytes */
+	case C_PENDING_PIO_PORT_0XFFFE_4_BYTES:
 		write_of(b)->addr = 0xfffe;
 		break;
-	case 28:	/* pending PIO port 0x10000 */
+	case C_PENDING_PIO_PORT_0X10000:
 		write_of(b)->addr = 0x10000;
 		write_of(b)->len = 1;
 		break;
-	case 29:	/* pending PIO 1025 dwords */
+	case C_PENDING_PIO_PORT_MAX_WHOSE_END_WRAPS_TO:
+		write_of(b)->addr = ~0ULL;
+		write_of(b)->len = 1;
+		break;
+	case C_PENDING_PIO_1025_DWORDS:
 		write_of(b)->count = KVM_KEMARI_MAX_DATA / 4 + 1;
 		break;
-	case 30:	/* pending MMIO count 2 */
+	case C_PENDING_MMIO_COUNT_2:
 		write_of(b)->bus = KVM_KEMARI_BUS_MMIO;
 		write_of(b)->count = 2;
 		break;
-	case 31:	/* pending MMIO wrap */
+	case C_PENDING_MMIO_WRAP:
 		write_of(b)->bus = KVM_KEMARI_BUS_MMIO;
 		write_of(b)->addr = ~0ULL - 1;
 		break;
-	case 32:	/* pending MMIO 4097 bytes */
+	case C_PENDING_MMIO_4097_BYTES:
 		write_of(b)->bus = KVM_KEMARI_BUS_MMIO;
 		write_of(b)->len = KVM_KEMARI_MAX_DATA + 1;
 		break;
-	case 33:	/* pending write bus */
+	case C_PENDING_WRITE_BUS:
 		write_of(b)->bus = KVM_KEMARI_BUS_PIO + 1;
 		break;
-	case 34:	/* irqchip section size */
+	case C_IRQCHIP_SECTION_SIZE:
 		sec(b, S_IRQ)->len -= 8;
 		break;
-	case 35:	/* irqchip ids */
+	case C_IRQCHIP_IDS:
 		((struct irq_state *)body(b, S_IRQ))->chip[1].chip_id = 0;
 		break;
-	case 36:	/* device section size */
+	case C_DEVICE_SECTION_SIZE:
 		sec(b, S_DEV)->len = 8;
 		break;
-	case 37:	/* device flags */
+	case C_DEVICE_FLAGS:
 		dev_of(b)->flags |= 2;
 		break;
-	case 38:	/* device padding */
+	case C_DEVICE_PADDING:
 		dev_of(b)->pad = 1;
 		break;
-	case 39:	/* device record count */
+	case C_DEVICE_RECORD_COUNT:
 		dev_of(b)->nr_out++;
 		break;
-	case 40:	/* device block count above the limit */
+	case C_DEVICE_BLOCK_COUNT_ABOVE_THE_LIMIT:
 		dev_of(b)->nr_blk = CK_MAX_BLK + 1;
 		break;
-	case 41:	/* sector beyond the device */
+	case C_SECTOR_BEYOND_THE_DEVICE:
 		blk_of(b)[1].sector = FZ_SECTORS;
 		break;
-	case 42:	/* output record magic */
+	case C_OUTPUT_RECORD_MAGIC:
 		out_of(b)->magic ^= 1;
 		break;
-	case 43:	/* output record vCPU */
+	case C_OUTPUT_RECORD_VCPU:
 		out_of(b)->vcpu = FZ_VCPUS;
 		break;
-	case 44:	/* bytes after the end */
+	case C_BYTES_AFTER_THE_END:
 		*len += 8;
 		break;
-	case 45:	/* end section with a body */
+	case C_END_SECTION_WITH_A_BODY:
 		sec(b, S_END)->len = 8;
 		*len += 8;
 		break;
-	case 46:	/* disk fails at the second write */
+	case C_DISK_FAILS_AT_THE_SECOND_WRITE:
 		/*
 		 * The disk fails at the second of two writes (RLIMIT_FSIZE
 		 * below the second sector): the first must be undone.
@@ -612,6 +684,8 @@ static void ck__damage(unsigned int k, struct ck_buf *b, size_t *len,
 		signal(SIGXFSZ, SIG_IGN);
 		if (setrlimit(RLIMIT_FSIZE, &rl))
 			die("setrlimit: %m");
+		break;
+	case C_NR:
 		break;
 	}
 }
@@ -639,7 +713,7 @@ void test_checks(void)
 	if (replica__apply(&r, b.p, b.len, 1, &why))
 		die("a good full checkpoint was refused: %s", why);
 
-	for (i = 0; i < ARRAY_SIZE(ck_cases); i++) {
+	for (i = 0; i < C_NR; i++) {
 		fz__build(&b, r.seq + 1, false, 3, 2, 1);
 		if (fz__sections(&b, ck_off) != S_NR)
 			die("checks: the good checkpoint has the wrong shape");
@@ -655,6 +729,7 @@ void test_checks(void)
 		ret = replica__apply(&r, b.p, len, seq, &why);
 		setrlimit(RLIMIT_FSIZE, &rl);
 		r.valid = valid;
+		r.lost = false;
 		ok = ret && !strcmp(why, ck_cases[i].why) &&
 		     fz__digest(&r) == before;
 		tap(ok, "checks: %s is refused, \"%s\", and the replica kept%s%s",
@@ -662,8 +737,8 @@ void test_checks(void)
 		    ok ? "" : ret ? why : "accepted");
 		if (!ret || fz__digest(&r) != before) {
 			/* Start again from a good full checkpoint. */
-			fz__build(&b, r.seq + 1000, true, 20, 2, 1);
-			replica__apply(&r, b.p, b.len, r.seq + 1000, &why);
+			fz__build(&b, r.seq + 1, true, 20, 2, 1);
+			replica__apply(&r, b.p, b.len, r.seq + 1, &why);
 		}
 	}
 	fz__build(&b, r.seq + 1, false, 3, 2, 1);
@@ -672,4 +747,68 @@ void test_checks(void)
 	    ret ? ": " : "", ret ? why : "");
 	close(fd);
 	free(b.p);
+}
+
+/* ------------------------------------------------------------- corpus */
+
+static void corpus__write(const char *dir_, const char *name,
+			  const void *p, size_t len)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir_, name);
+	f = fopen(path, "w");
+	if (!f || fwrite(p, 1, len, f) != len || fclose(f))
+		die("corpus: %s: %m", path);
+}
+
+/*
+ * Seeds for the coverage-guided fuzzers (test/fuzz_target.c), made by the
+ * replicator's own builders: in out/ckpt, series of checkpoints as
+ * FUZZ_CKPT reads them (u32 length, u64 seq, checkpoint); in out/wire,
+ * the framed stream FUZZ_WIRE reads.
+ */
+void fuzz_corpus(const char *out)
+{
+	struct ck_buf b = { 0 }, rec = { 0 }, wire = { 0 };
+	char sub[PATH_MAX], name[32];
+	unsigned int s, n;
+
+	for (s = 0; s < 8; s++) {
+		rec.len = wire.len = 0;
+		for (n = 0; n < 1 + s % 3; n++) {
+			uint64_t seq = n + 1;
+			uint32_t len;
+			struct msg_hdr h;
+
+			fz__build(&b, seq, !n, n ? 1 + s % 3 : 4, s % 3, s % 2);
+			len = b.len;
+			rec.p = realloc(rec.p, rec.len + 12 + len);
+			wire.p = realloc(wire.p, wire.len + sizeof(h) + len + sizeof(h));
+			if (!rec.p || !wire.p)
+				die("corpus: out of memory");
+			memcpy(rec.p + rec.len, &len, 4);
+			memcpy(rec.p + rec.len + 4, &seq, 8);
+			memcpy(rec.p + rec.len + 12, b.p, len);
+			rec.len += 12 + len;
+			wire__header(&h, MSG_CKPT, seq, b.p, len);
+			memcpy(wire.p + wire.len, &h, sizeof(h));
+			memcpy(wire.p + wire.len + sizeof(h), b.p, len);
+			wire.len += sizeof(h) + len;
+			wire__header(&h, MSG_HEARTBEAT, now_ns(), NULL, 0);
+			memcpy(wire.p + wire.len, &h, sizeof(h));
+			wire.len += sizeof(h);
+		}
+		snprintf(name, sizeof(name), "seed-%u", s);
+		snprintf(sub, sizeof(sub), "%s/ckpt", out);
+		mkdir(sub, 0755);
+		corpus__write(sub, name, rec.p, rec.len);
+		snprintf(sub, sizeof(sub), "%s/wire", out);
+		mkdir(sub, 0755);
+		corpus__write(sub, name, wire.p, wire.len);
+	}
+	free(b.p);
+	free(rec.p);
+	free(wire.p);
 }

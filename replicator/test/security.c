@@ -133,6 +133,64 @@ static void security_options(void)
 		refused_option("a heartbeat of half the timeout", a,
 			       "is not well below --timeout");
 	}
+	/* The tests' hooks are in kemari-replicator-test only. */
+	{
+		char *a[] = { exe, "primary", "--corrupt-every", "5", NULL };
+		refused_option("the test build's --corrupt-every", a,
+			       "unrecognized option '--corrupt-every'");
+	}
+	{
+		char *a[] = { exe, "secondary", "--ack-delay", "20", NULL };
+		refused_option("the test build's --ack-delay", a,
+			       "unrecognized option '--ack-delay'");
+	}
+}
+
+/*
+ * SIGUSR1 is logrotate's "reopen your logs": sent to both ends of a
+ * protected pair of product binaries mid-run, it must cut nothing and end
+ * neither (in the test build it cuts the primary's link).
+ */
+static void product_sigusr1(void)
+{
+	char sout[PATH_MAX], pout[PATH_MAX], sblk[PATH_MAX], pblk[PATH_MAX];
+	char *sec[] = { exe, "secondary", "--port", "7860", "--block", sblk,
+			"--timeout", "1000", "--stats", "0", NULL };
+	char *pri[] = { exe, "primary", "--peer", "127.0.0.1", "--port",
+			"7860", "--block", pblk, "--records", "60",
+			"--stats", "0", NULL };
+	int st_sec, st_pri, i;
+	pid_t spid, ppid;
+	bool sent = false;
+
+	snprintf(sout, sizeof(sout), "%s/usr1-sec.out", dir);
+	snprintf(pout, sizeof(pout), "%s/usr1-pri.out", dir);
+	snprintf(sblk, sizeof(sblk), "%s/usr1-sec.img", dir);
+	snprintf(pblk, sizeof(pblk), "%s/usr1-pri.img", dir);
+	spid = spawn(sout, sec);
+	usleep(300000);
+	ppid = spawn(pout, pri);
+	for (i = 0; i < 600 && !file_has(pout, "running protected"); i++)
+		usleep(50000);
+	if (file_has(pout, "running protected")) {
+		for (i = 0; i < 3; i++) {
+			kill(ppid, SIGUSR1);
+			kill(spid, SIGUSR1);
+			usleep(100000);
+		}
+		sent = true;
+	}
+	st_pri = reap(ppid, 300);
+	st_sec = reap(spid, 60);
+	tap(sent && exited(st_pri, 0) && exited(st_sec, 0) &&
+	    file_has(pout, "verify: ok") &&
+	    !file_has(pout, "replication link lost") &&
+	    file_has(sout, "the primary finished the guest"),
+	    "security, product: SIGUSR1 (logrotate's reopen) sent to both ends of a protected pair cuts nothing and ends neither");
+	if (!exited(st_pri, 0) || !exited(st_sec, 0)) {
+		dump(sout);
+		dump(pout);
+	}
 }
 
 /* ---------------------------------------------------------- impostors */
@@ -596,6 +654,7 @@ static void tampered_link(bool replay)
 void test_security(void)
 {
 	security_options();
+	product_sigusr1();
 	impostor_primaries();
 	impostor_secondary(false);
 	impostor_secondary(true);

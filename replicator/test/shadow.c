@@ -11,7 +11,8 @@
  *              to the next is taken each time
  *   handshake  the hosts must agree: a primary whose host has another
  *              CPUID, or whose guest runs at a TSC rate the secondary's
- *              KVM cannot give, is refused by the secondary; a secondary
+ *              KVM cannot give (or, without TSC scaling, would only
+ *              approximate), is refused by the secondary; a secondary
  *              with another CPUID is refused by the primary, which then
  *              sends it nothing of the guest
  */
@@ -158,11 +159,17 @@ static void test_shadow_vm(void)
 						0x0202020202020202ULL;
 			break;
 		}
+		/*
+		 * Both vCPUs differ from the good state, whichever KVM
+		 * refuses: the shadow must get the good state back on both.
+		 */
+		bad.vcpu[0].regs.rax = 0xbad;
 		bad.vcpu[1].regs.rax = 0xbad;
 		sh__build(&b, &bad, r.seq + 1, false);
 		ret = replica__apply(&r, b.p, b.len, r.seq + 1, &why);
 		ok = ret == -EBADMSG &&
 		     !strncmp(why, reasons[k], strlen(reasons[k])) &&
+		     r.vcpu[0].regs.rax != 0xbad &&
 		     r.vcpu[1].regs.rax != 0xbad &&
 		     sh__shadow_is(&shadow, &r, 0) &&
 		     sh__shadow_is(&shadow, &r, 1);
@@ -203,12 +210,35 @@ static uint32_t sh__unattainable_tsc_khz(void)
 	return found;
 }
 
+/* This host's TSC rate, and whether its KVM scales TSCs. */
+static uint32_t sh__tsc_khz(bool *control)
+{
+	int kvm = kvm__open(), vm, vcpu, khz = 0;
+
+	*control = kvm >= 0 &&
+		   ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
+	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
+	vcpu = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
+	if (vcpu >= 0)
+		khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
+	if (vcpu >= 0)
+		close(vcpu);
+	if (vm >= 0)
+		close(vm);
+	if (kvm >= 0)
+		close(kvm);
+	return khz > 0 ? khz : 0;
+}
+
+/* A hello this host would send, the guest's TSC at the host's rate. */
 static void sh__hello(struct wire_hello *h, uint32_t role)
 {
+	bool control;
+
 	*h = (struct wire_hello){
 		.version = WIRE_VERSION, .role = role, .nr_vcpus = 2,
 		.mem_size = 16 << 20, .timeout_ms = 1000,
-		.tsc_khz = role == HELLO_PRIMARY ? 1000000 : 0,
+		.tsc_khz = role == HELLO_PRIMARY ? sh__tsc_khz(&control) : 0,
 	};
 	if (kvm__cpuid_digest(h->cpuid))
 		die("handshake: cannot read the CPUID");
@@ -321,15 +351,30 @@ static void refused_secondary(int port)
 static void test_handshake(void)
 {
 	struct wire_hello hello;
-	uint32_t khz = sh__unattainable_tsc_khz();
-	char reason[128];
+	uint32_t khz = sh__unattainable_tsc_khz(), host;
+	char reason[160];
+	bool control;
 
 	sh__hello(&hello, HELLO_PRIMARY);
 	hello.cpuid[3] ^= 0x01;
 	refused_primary("a primary whose host has another CPUID", &hello,
 			"the primary's host gives the guest another CPUID",
-			7840);
-	refused_secondary(7844);
+			7850);
+	refused_secondary(7854);
+	host = sh__tsc_khz(&control);
+	if (!control && host > 0) {
+		/* KVM would take it, always catching up: never exact. */
+		sh__hello(&hello, HELLO_PRIMARY);
+		hello.tsc_khz = host * 2;
+		snprintf(reason, sizeof(reason),
+			 "cannot give the guest its TSC rate of %u kHz: it has no TSC scaling",
+			 host * 2);
+		refused_primary("a guest TSC rate twice the host's, which KVM without TSC scaling would only approximate",
+				&hello, reason, 7856);
+	} else {
+		tap_skip("handshake: a TSC rate KVM would only approximate",
+			 control ? "this host has TSC scaling" : "no TSC rate");
+	}
 	if (!khz) {
 		tap_skip("handshake: a TSC rate the secondary cannot give",
 			 "this host's KVM gives a vCPU both 1 kHz and 4294967295 kHz");
@@ -338,9 +383,9 @@ static void test_handshake(void)
 	sh__hello(&hello, HELLO_PRIMARY);
 	hello.tsc_khz = khz;
 	snprintf(reason, sizeof(reason),
-		 "cannot create the guest's VM with its TSC rate of %u kHz", khz);
+		 "cannot give the guest its TSC rate of %u kHz", khz);
 	refused_primary("a guest TSC rate this host's KVM cannot give", &hello,
-			reason, 7842);
+			reason, 7852);
 }
 
 void test_shadow(void)
