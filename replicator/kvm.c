@@ -189,33 +189,56 @@ int kvm__cpuid_digest(uint8_t out[TLS_DIGEST_LEN])
 	return 0;
 }
 
+int kvm__scratch_open(struct kvm_scratch *k)
+{
+	k->kvm = kvm__open();
+	k->vm = k->kvm < 0 ? -1 : ioctl(k->kvm, KVM_CREATE_VM, 0);
+	k->vcpu = k->vm < 0 ? -1 : ioctl(k->vm, KVM_CREATE_VCPU, 0);
+	return k->vcpu < 0 ? -errno : 0;
+}
+
+void kvm__scratch_close(struct kvm_scratch *k)
+{
+	if (k->vcpu >= 0)
+		close(k->vcpu);
+	if (k->vm >= 0)
+		close(k->vm);
+	if (k->kvm >= 0)
+		close(k->kvm);
+}
+
+uint32_t kvm__host_tsc_khz(bool *scaling)
+{
+	struct kvm_scratch k;
+	int khz = -1;
+
+	if (!kvm__scratch_open(&k))
+		khz = ioctl(k.vcpu, KVM_GET_TSC_KHZ, 0);
+	*scaling = k.kvm >= 0 &&
+		   ioctl(k.kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
+	kvm__scratch_close(&k);
+	return khz > 0 ? khz : 0;
+}
+
 int kvm__check_tsc_khz(uint32_t khz, char *why, size_t len)
 {
-	int kvm = kvm__open(), vm = -1, vcpu = -1, host = -1, r = 0;
+	bool scaling;
+	uint32_t host = kvm__host_tsc_khz(&scaling);
 
-	if (kvm >= 0 && ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0)
-		goto out;
-	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
-	vcpu = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
-	host = vcpu < 0 ? -1 : ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
-	if (host <= 0) {
+	if (scaling)
+		return 0;
+	if (!host) {
 		snprintf(why, len, "cannot read this host's TSC rate (%s)",
 			 strerror(errno));
-		r = -EIO;
-	} else if ((uint64_t)khz * 4000 < (uint64_t)host * 3999 ||
-		   (uint64_t)khz * 4000 > (uint64_t)host * 4001) {
-		snprintf(why, len, "this host cannot give the guest its TSC rate of %u kHz: it has no TSC scaling, and its own TSC runs at %d kHz",
-			 khz, host);
-		r = -ERANGE;
+		return -EIO;
 	}
-out:
-	if (vcpu >= 0)
-		close(vcpu);
-	if (vm >= 0)
-		close(vm);
-	if (kvm >= 0)
-		close(kvm);
-	return r;
+	if ((uint64_t)khz * 4000 < (uint64_t)host * 3999 ||
+	    (uint64_t)khz * 4000 > (uint64_t)host * 4001) {
+		snprintf(why, len, "this host cannot give the guest its TSC rate of %u kHz: it has no TSC scaling, and its own TSC runs at %u kHz",
+			 khz, host);
+		return -ERANGE;
+	}
+	return 0;
 }
 
 int vm__create(struct vm *vm, const struct vm_config *cfg, uint8_t *mem)

@@ -89,6 +89,18 @@ int kvm__open(void);
  */
 int kvm__cpuid_digest(uint8_t out[32]);
 /*
+ * A VM with one vCPU that never runs, to ask KVM about a vCPU: 0, or
+ * -errno with the fds that were opened left in k for kvm__scratch_close().
+ */
+struct kvm_scratch {
+	int kvm, vm, vcpu;
+};
+
+int kvm__scratch_open(struct kvm_scratch *k);
+void kvm__scratch_close(struct kvm_scratch *k);
+/* This host's TSC rate in kHz (0 if unknown), and whether KVM scales TSCs. */
+uint32_t kvm__host_tsc_khz(bool *scaling);
+/*
  * 0 if this host can give a vCPU khz: with TSC scaling KVM_SET_TSC_KHZ
  * decides; without, KVM takes a rate above the host's too (always catching
  * up, never exact), so it must be within 250 ppm of the host's own.

@@ -32,9 +32,22 @@ void fuzz_corpus(const char *out);
 
 /* shadow.c */
 void test_shadow(void);
+/*
+ * The hello this host's replicator would send in role (2 vCPUs, 16 MiB,
+ * --timeout 1000; a primary's guest TSC at the host's rate), for fakes.
+ */
+struct wire_hello;
+void fake_hello(struct wire_hello *h, uint32_t role);
 
 /* security.c */
 int write_psk(const char *path, const char *identity, int mode);
 void test_security(void);
+/*
+ * A fake secondary with the test's key: accept one connection on lfd,
+ * finish TLS, read the primary's hello and answer with mine.  0, or -1.
+ */
+struct wire_link;
+int fake_secondary(int lfd, const struct wire_hello *mine, struct wire_link *l,
+		   uint8_t **buf, size_t *cap);
 
 #endif /* REPLICATOR_FT_H */

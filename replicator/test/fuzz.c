@@ -232,12 +232,32 @@ static int fz__over_wire(const uint8_t *p, size_t len, uint64_t seq,
 	return r;
 }
 
+/*
+ * A replica on a zeroed disk of its own, holding a good full checkpoint
+ * (seq 1, built in b); returns the disk's fd.
+ */
+static int fz__replica(struct replica *r, struct ck_buf *b, const char *name)
+{
+	char path[PATH_MAX];
+	const char *why;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s.img", dir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || ftruncate(fd, FZ_SECTORS * ABI_SECTOR_SIZE) ||
+	    replica__init(r, FZ_MEM, FZ_VCPUS, fd, FZ_SECTORS))
+		die("%s set-up: %m", name);
+	fz__build(b, 1, true, 20, 2, 1);
+	if (replica__apply(r, b->p, b->len, 1, &why))
+		die("a good full checkpoint was refused: %s", why);
+	return fd;
+}
+
 void test_fuzz(unsigned int cases)
 {
 	struct ck_buf good = { 0 }, bad = { 0 };
 	unsigned int i, wrong = 0, refused_wire = 0, refused_apply = 0;
 	struct replica r;
-	char path[PATH_MAX];
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	uint32_t before;
@@ -245,15 +265,7 @@ void test_fuzz(unsigned int cases)
 	struct msg_hdr h;
 	int fd, ret;
 
-	snprintf(path, sizeof(path), "%s/fuzz.img", dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || ftruncate(fd, FZ_SECTORS * ABI_SECTOR_SIZE) ||
-	    replica__init(&r, FZ_MEM, FZ_VCPUS, fd, FZ_SECTORS))
-		die("fuzz set-up: %m");
-
-	fz__build(&good, 1, true, 20, 2, 1);
-	if (replica__apply(&r, good.p, good.len, r.seq + 1, &why))
-		die("a good full checkpoint was refused: %s", why);
+	fd = fz__replica(&r, &good, "fuzz");
 
 	for (i = 0; i < cases; i++) {
 		size_t len;
@@ -694,7 +706,6 @@ void test_checks(void)
 {
 	struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
 	struct ck_buf b = { 0 };
-	char path[PATH_MAX];
 	struct replica r;
 	const char *why;
 	unsigned int i;
@@ -704,14 +715,7 @@ void test_checks(void)
 	size_t len;
 	int fd, ret;
 
-	snprintf(path, sizeof(path), "%s/checks.img", dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || ftruncate(fd, FZ_SECTORS * ABI_SECTOR_SIZE) ||
-	    replica__init(&r, FZ_MEM, FZ_VCPUS, fd, FZ_SECTORS))
-		die("checks set-up: %m");
-	fz__build(&b, 1, true, 20, 2, 1);
-	if (replica__apply(&r, b.p, b.len, 1, &why))
-		die("a good full checkpoint was refused: %s", why);
+	fd = fz__replica(&r, &b, "checks");
 
 	for (i = 0; i < C_NR; i++) {
 		fz__build(&b, r.seq + 1, false, 3, 2, 1);

@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kvm.h"
 #include "test/ft.h"
 #include "tls.h"
 #include "util.h"
@@ -448,6 +447,24 @@ static void impostor_secondary(bool tls_mode)
 		dump(pout);
 }
 
+int fake_secondary(int lfd, const struct wire_hello *mine, struct wire_link *l,
+		   uint8_t **buf, size_t *cap)
+{
+	struct tls_psk psk;
+	struct msg_hdr h;
+	char why[256];
+	int fd = wire__accept(lfd, 30000), r;
+
+	wire__link_init(l, fd);
+	if (fd < 0 || tls__load_psk(psk_file, &psk, why, sizeof(why)))
+		return -1;
+	r = tls__server(l, &psk, 8000, why, sizeof(why)) ||
+	    wire__recv(l, &h, buf, cap, 512, 10000) ||
+	    wire__send(l, MSG_HELLO, 0, mine, sizeof(*mine));
+	tls__forget(&psk);
+	return r ? -1 : 0;
+}
+
 /*
  * A secondary that holds the key but acknowledges what it does not hold:
  * its ack of the first checkpoint carries another digest.  The primary
@@ -469,24 +486,14 @@ static void forged_ack(void)
 		die("forged ack: cannot listen");
 	fake = fork();
 	if (fake == 0) {
-		struct wire_hello mine = { .version = WIRE_VERSION,
-					   .role = HELLO_SECONDARY,
-					   .nr_vcpus = 2, .mem_size = 16 << 20,
-					   .timeout_ms = 1000 };
 		uint8_t digest[TLS_DIGEST_LEN] = { 0 }, *buf = NULL;
+		struct wire_hello mine;
 		struct wire_link l;
-		struct tls_psk psk;
 		struct msg_hdr h;
-		char why[256];
 		size_t cap = 0;
-		int fd = wire__accept(lfd, 30000);
 
-		wire__link_init(&l, fd);
-		if (fd < 0 || kvm__cpuid_digest(mine.cpuid) ||
-		    tls__load_psk(psk_file, &psk, why, sizeof(why)) ||
-		    tls__server(&l, &psk, 8000, why, sizeof(why)) ||
-		    wire__recv(&l, &h, &buf, &cap, 512, 10000) ||
-		    wire__send(&l, MSG_HELLO, 0, &mine, sizeof(mine)) ||
+		fake_hello(&mine, HELLO_SECONDARY);
+		if (fake_secondary(lfd, &mine, &l, &buf, &cap) ||
 		    wire__recv(&l, &h, &buf, &cap, 1 << 26, 30000) ||
 		    h.type != MSG_CKPT)
 			_exit(1);

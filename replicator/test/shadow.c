@@ -192,53 +192,26 @@ static void test_shadow_vm(void)
 static uint32_t sh__unattainable_tsc_khz(void)
 {
 	static const uint32_t rates[] = { 1, 0xffffffff };
-	int kvm = kvm__open(), vm, vcpu;
+	struct kvm_scratch k;
 	uint32_t found = 0;
 	unsigned int i;
 
-	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
-	vcpu = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
-	for (i = 0; vcpu >= 0 && !found && i < ARRAY_SIZE(rates); i++)
-		if (ioctl(vcpu, KVM_SET_TSC_KHZ, rates[i]) < 0)
-			found = rates[i];
-	if (vcpu >= 0)
-		close(vcpu);
-	if (vm >= 0)
-		close(vm);
-	if (kvm >= 0)
-		close(kvm);
+	if (!kvm__scratch_open(&k))
+		for (i = 0; !found && i < ARRAY_SIZE(rates); i++)
+			if (ioctl(k.vcpu, KVM_SET_TSC_KHZ, rates[i]) < 0)
+				found = rates[i];
+	kvm__scratch_close(&k);
 	return found;
 }
 
-/* This host's TSC rate, and whether its KVM scales TSCs. */
-static uint32_t sh__tsc_khz(bool *control)
-{
-	int kvm = kvm__open(), vm, vcpu, khz = 0;
-
-	*control = kvm >= 0 &&
-		   ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
-	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
-	vcpu = vm < 0 ? -1 : ioctl(vm, KVM_CREATE_VCPU, 0);
-	if (vcpu >= 0)
-		khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
-	if (vcpu >= 0)
-		close(vcpu);
-	if (vm >= 0)
-		close(vm);
-	if (kvm >= 0)
-		close(kvm);
-	return khz > 0 ? khz : 0;
-}
-
-/* A hello this host would send, the guest's TSC at the host's rate. */
-static void sh__hello(struct wire_hello *h, uint32_t role)
+void fake_hello(struct wire_hello *h, uint32_t role)
 {
 	bool control;
 
 	*h = (struct wire_hello){
 		.version = WIRE_VERSION, .role = role, .nr_vcpus = 2,
 		.mem_size = 16 << 20, .timeout_ms = 1000,
-		.tsc_khz = role == HELLO_PRIMARY ? sh__tsc_khz(&control) : 0,
+		.tsc_khz = role == HELLO_PRIMARY ? kvm__host_tsc_khz(&control) : 0,
 	};
 	if (kvm__cpuid_digest(h->cpuid))
 		die("handshake: cannot read the CPUID");
@@ -320,19 +293,12 @@ static void refused_secondary(int port)
 		struct wire_hello mine;
 		uint8_t *buf = NULL;
 		struct wire_link l;
-		struct tls_psk psk;
 		struct msg_hdr h;
-		char why[256];
 		size_t cap = 0;
-		int fd = wire__accept(lfd, 30000);
 
-		sh__hello(&mine, HELLO_SECONDARY);
+		fake_hello(&mine, HELLO_SECONDARY);
 		mine.cpuid[7] ^= 0x40;
-		wire__link_init(&l, fd);
-		if (fd < 0 || tls__load_psk(psk_file, &psk, why, sizeof(why)) ||
-		    tls__server(&l, &psk, 8000, why, sizeof(why)) ||
-		    wire__recv(&l, &h, &buf, &cap, 512, 10000) ||
-		    wire__send(&l, MSG_HELLO, 0, &mine, sizeof(mine)))
+		if (fake_secondary(lfd, &mine, &l, &buf, &cap))
 			_exit(2);
 		/* Anything but the link's end is guest state: a failure. */
 		_exit(wire__recv(&l, &h, &buf, &cap, 1 << 26, 30000) ? 0 : 1);
@@ -355,16 +321,16 @@ static void test_handshake(void)
 	char reason[160];
 	bool control;
 
-	sh__hello(&hello, HELLO_PRIMARY);
+	fake_hello(&hello, HELLO_PRIMARY);
 	hello.cpuid[3] ^= 0x01;
 	refused_primary("a primary whose host has another CPUID", &hello,
 			"the primary's host gives the guest another CPUID",
 			7850);
 	refused_secondary(7854);
-	host = sh__tsc_khz(&control);
+	host = kvm__host_tsc_khz(&control);
 	if (!control && host > 0) {
 		/* KVM would take it, always catching up: never exact. */
-		sh__hello(&hello, HELLO_PRIMARY);
+		fake_hello(&hello, HELLO_PRIMARY);
 		hello.tsc_khz = host * 2;
 		snprintf(reason, sizeof(reason),
 			 "cannot give the guest its TSC rate of %u kHz: it has no TSC scaling",
@@ -380,7 +346,7 @@ static void test_handshake(void)
 			 "this host's KVM gives a vCPU both 1 kHz and 4294967295 kHz");
 		return;
 	}
-	sh__hello(&hello, HELLO_PRIMARY);
+	fake_hello(&hello, HELLO_PRIMARY);
 	hello.tsc_khz = khz;
 	snprintf(reason, sizeof(reason),
 		 "cannot give the guest its TSC rate of %u kHz", khz);
