@@ -20,6 +20,12 @@ for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 		missing+=("$p")
 done
+# The base at another version (the machine's image came with a newer one,
+# say) is installed again at the pinned one.
+if [ "$(dpkg-query -W -f='${Version}' "$PACKAGE" 2>/dev/null)" != "$VERSION" ] &&
+	! printf '%s\n' "${missing[@]}" | grep -qx "$PACKAGE"; then
+	missing+=("$PACKAGE")
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]}; run as root or install them"
@@ -29,7 +35,11 @@ apt-get update -q
 # Prefer the pinned base version; fall back to what the archive has, and
 # let fetch.sh say whether that is acceptable.
 if printf '%s\n' "${missing[@]}" | grep -qx "$PACKAGE"; then
-	apt-get install -y -q --no-install-recommends "$PACKAGE=$VERSION" ||
+	apt-get install -y -q --no-install-recommends --allow-downgrades "$PACKAGE=$VERSION" ||
 		apt-get install -y -q --no-install-recommends "$PACKAGE"
 fi
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+rest=()
+for p in "${missing[@]}"; do
+	[ "$p" = "$PACKAGE" ] || rest+=("$p")
+done
+[ ${#rest[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${rest[@]}"
