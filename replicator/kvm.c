@@ -636,6 +636,16 @@ long vm__harvest(struct vm *vm, uint64_t *gfns, size_t max)
 	return n;
 }
 
+int vm__freeze(struct vm *vm)
+{
+	int r;
+
+	if (!vm->kemari)
+		return -EOPNOTSUPP;
+	r = IOCTL(vm->fd, KVM_KEMARI_FREEZE, 0);	/* 1: joined one */
+	return r < 0 ? r : 0;
+}
+
 int vm__resume(struct vm *vm)
 {
 	return vm->kemari ? IOCTL(vm->fd, KVM_KEMARI_RESUME, 0) : 0;

@@ -75,17 +75,17 @@ struct vm {
 	int run_size;
 	bool kemari;
 	uint64_t *bitmap;		/* harvest_bitmap */
-	uint8_t cpuid_digest[32];	/* of the CPUID its vCPUs got */
+	uint8_t cpuid_digest[32];	/* kvm__cpuid_digest()'s, at creation */
 	struct vcpu vcpu[MAX_VCPUS];
 };
 
 int kvm__open(void);
 /*
- * The SHA-256 of the CPUID table vm__create() would give every vCPU (this
- * host's KVM_GET_SUPPORTED_CPUID, APIC ids 0), for a peer without a VM of
- * its own; a VM keeps the digest of the table it got in cpuid_digest.  A
- * guest resumed on another host must see the same, so the handshake
- * compares them (wire.h).
+ * The SHA-256 of the CPUID table vm__create() starts every vCPU's from:
+ * this host's KVM_GET_SUPPORTED_CPUID with APIC id 0, before each vCPU
+ * gets its own APIC id.  vm__create() keeps it in cpuid_digest; a peer
+ * without a VM calls this.  A guest resumed on another host must see the
+ * same, so the handshake compares them (wire.h).
  */
 int kvm__cpuid_digest(uint8_t out[32]);
 /*
@@ -123,6 +123,8 @@ uint32_t vcpu__saved_msr(unsigned int i);
 
 /* Harvest the dirty ring of every vCPU into gfns (at most max), reset. */
 long vm__harvest(struct vm *vm, uint64_t *gfns, size_t max);
+/* KVM_KEMARI_FREEZE: every vCPU leaves KVM_RUN with a sync exit. */
+int vm__freeze(struct vm *vm);
 int vm__resume(struct vm *vm);
 
 #endif /* REPLICATOR_KVM_H */

@@ -6,6 +6,7 @@
  *   kemari-replicator secondary --listen ADDR --port P --psk FILE
  *                               --block FILE
  *                               [--fence CMD | --fence-file FILE]
+ *                               [--peer ADDR --peer-port P]
  *   kemari-replicator primary   --peer ADDR --port P --psk FILE --block FILE
  *                               [--observer ADDR --observer-port P]
  *
@@ -26,7 +27,12 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: kemari-replicator primary|secondary|observer [options]\n"
-		"  --peer ADDR          primary: the secondary's IPv4 address\n"
+		"  --peer ADDR          primary: the secondary's IPv4 address; secondary:\n"
+		"                       where its own secondary waits after a takeover\n"
+		"  --peer-port N        secondary: that secondary's port (default --port)\n"
+		"  --rejoin MS          once unprotected, connect to --peer again every MS\n"
+		"                       ms and re-protect the guest (default 1000; 0: never;\n"
+		"                       a --pipelined primary: 0, not yet supported)\n"
 		"  --listen ADDR        secondary: the IPv4 address to wait on (no default)\n"
 		"  --port N             replication port (default 7400)\n"
 		"  --psk FILE           the link's key, IDENTITY:HEXKEY, mode 0600; the\n"
@@ -121,6 +127,7 @@ int main(int argc, char **argv)
 		{ "fence-file", 1, 0, 'X' }, { "ack-timeout", 1, 0, 'W' },
 		{ "harvest", 1, 0, 'H' }, { "no-tsc-log", 0, 0, 'T' },
 		{ "psk", 1, 0, 'k' }, { "listen", 1, 0, 'i' },
+		{ "peer-port", 1, 0, 'Q' }, { "rejoin", 1, 0, 'J' },
 #ifdef KEMARI_TEST_HOOKS
 		{ "ack-delay", 1, 0, 'A' }, { "corrupt-every", 1, 0, 'C' },
 		{ "plain-link", 0, 0, 'N' },
@@ -142,6 +149,7 @@ int main(int argc, char **argv)
 		.stats_ms = 1000,
 		.grace_ms = -1,
 		.fence_timeout_ms = 10000,
+		.rejoin_ms = -1,
 	};
 	const char *mode;
 	char why[256];
@@ -243,6 +251,12 @@ int main(int argc, char **argv)
 		case 'i':
 			o.listen = optarg;
 			break;
+		case 'Q':
+			o.peer_port = num_in("peer-port", optarg, 1, 65535);
+			break;
+		case 'J':
+			o.rejoin_ms = num_in("rejoin", optarg, 0, MAX_MS);
+			break;
 		case 'H':
 			if (strcmp(optarg, "ring") && strcmp(optarg, "bitmap"))
 				die("--harvest is ring or bitmap");
@@ -288,6 +302,14 @@ int main(int argc, char **argv)
 		die("--plug-dev holds output until an acknowledgment: it needs --pipelined");
 	if (!o.ack_timeout_ms)
 		o.ack_timeout_ms = 10 * o.timeout_ms;
+	if (o.peer_port && strcmp(mode, "secondary"))
+		die("--peer-port is a secondary's: a primary's secondary listens on --port");
+	if (o.peer_port && !o.peer)
+		die("--peer-port needs --peer, the address of this secondary's own secondary");
+	if (o.pipelined && o.rejoin_ms > 0)
+		die("--rejoin with --pipelined: re-protection of a pipelined primary is not supported yet (give --rejoin 0, or leave it out)");
+	if (o.rejoin_ms < 0)
+		o.rejoin_ms = o.pipelined ? 0 : 1000;
 	if (o.fence && o.fence_file)
 		die("--fence and --fence-file: give one fencing command");
 	if (o.fence_file)

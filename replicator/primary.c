@@ -17,6 +17,14 @@
  * for the grace period, long enough for the secondary to fence this host;
  * if it is still alive after that, it runs unprotected, lets buffered
  * output out, and says so.
+ *
+ * Re-protection: once unprotected, the primary connects to --peer again
+ * every --rejoin ms.  A secondary that answers, proves the key and passes
+ * the handshake joins: the next checkpoint, which the primary asks for at
+ * once with KVM_KEMARI_FREEZE, is a full one (all memory, the whole
+ * disk), and from its acknowledgment on the guest is protected again.  A
+ * secondary that has taken over runs this same code for its own
+ * secondary (primary__protect_later).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +62,14 @@ struct link {
 	uint8_t digest[TLS_DIGEST_LEN];	/* of the checkpoint in flight */
 	uint8_t *buf;
 	size_t cap;
+	unsigned int gen;		/* of the link; older threads end */
+	bool joining;			/* a secondary waits for a full one */
+	bool joined;			/* its first checkpoint is in commit */
+	bool done;			/* the guest has finished */
+	int rejoin_ms;			/* --rejoin; 0: never */
+	const char *peer;		/* the secondary's address and port */
+	int peer_port;
+	const struct options *o;
 };
 
 static struct link rlink = { .wl.fd = -1 };
@@ -77,7 +93,7 @@ static void link__lost_locked(uint64_t seq, const char *why)
 {
 	if (!rlink.up)
 		return;
-	warn_msg("replication link lost at checkpoint %llu (%s): the guest stops at its next sync point for %d ms, in case the secondary fences this host",
+	warn_msg("replication link lost at checkpoint %llu (%s): the guest is held at a sync point until %d ms have passed, in case the secondary fences this host",
 		 (unsigned long long)seq, why, rlink.grace_ms);
 	shutdown(rlink.wl.fd, SHUT_RDWR);
 	rlink.up = false;
@@ -112,12 +128,16 @@ static void link__lost(uint64_t seq, const char *why)
 
 static void *link__heartbeat(void *arg)
 {
+	unsigned int gen = (unsigned int)(uintptr_t)arg;
 	int r;
 
-	(void)arg;
 	for (;;) {
 		usleep(rlink.heartbeat_ms * 1000);
 		pthread_mutex_lock(&rlink.lock);
+		if (rlink.gen != gen) {
+			pthread_mutex_unlock(&rlink.lock);
+			return NULL;
+		}
 		if (__atomic_load_n(&drop_link, __ATOMIC_RELAXED))
 			link__lost_locked(0, "cut on request (SIGUSR1)");
 		r = rlink.up ? wire__send(&rlink.wl, MSG_HEARTBEAT, now_ns(),
@@ -225,6 +245,54 @@ static bool link__reply(uint64_t seq, int r, const struct msg_hdr *h)
 }
 
 /*
+ * At a sync point: is there a link to commit on?  A secondary that has
+ * joined takes the first full checkpoint built after it joined.  Without
+ * one the guest runs unprotected (once the grace is over, if a link was
+ * lost).
+ */
+static bool link__ready(struct vmm *vmm, uint64_t seq)
+{
+	bool up;
+
+	pthread_mutex_lock(&rlink.lock);
+	if (!rlink.up && rlink.joining && vmm->ck_full) {
+		rlink.joining = false;
+		rlink.joined = true;
+		rlink.up = true;
+		rlink.lost_at = 0;
+		/* From here a lost link is waited out again. */
+		rlink.unprotected = false;
+	}
+	up = rlink.up;
+	pthread_mutex_unlock(&rlink.lock);
+	if (!up)
+		link__unprotected(seq);
+	return up;
+}
+
+/* The first acknowledgment on a link: heartbeats start, and it is said. */
+static void link__protected(struct vmm *vmm)
+{
+	unsigned int gen;
+	pthread_t t;
+
+	pthread_mutex_lock(&rlink.lock);
+	if (!rlink.joined) {
+		pthread_mutex_unlock(&rlink.lock);
+		return;
+	}
+	rlink.joined = false;
+	gen = ++rlink.gen;
+	pthread_mutex_unlock(&rlink.lock);
+	if (pthread_create(&t, NULL, link__heartbeat, (void *)(uintptr_t)gen))
+		die("cannot start the heartbeat thread");
+	pthread_detach(t);
+	info_msg("secondary has the full checkpoint %llu (%zu bytes); running protected, %s",
+		 (unsigned long long)vmm->seq, vmm->ck.len,
+		 rlink.pipelined ? "pipelined" : "synchronous");
+}
+
+/*
  * Synchronous: send vmm->ck and wait until the secondary has applied it.
  * A refused checkpoint is sent again, twice; then the primary detaches.
  */
@@ -235,6 +303,8 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 	int r;
 
 	link__log_pending(vmm, seq);
+	if (!link__ready(vmm, seq))
+		return 0;
 	for (tries = 0; tries < 3; tries++) {
 		pthread_mutex_lock(&rlink.lock);
 		if (!rlink.up) {
@@ -244,15 +314,27 @@ static int primary__commit(struct vmm *vmm, uint64_t seq)
 		}
 		r = link__send_ckpt(vmm, seq, tries);
 		pthread_mutex_unlock(&rlink.lock);
-		/* A send that fails or stalls is a lost link, not a late ack. */
+		/*
+		 * A send that fails or stalls is a lost link, not a late ack.
+		 * Either way this sync point's held write stays held for the
+		 * grace, as at the next one: the secondary may have this
+		 * checkpoint's predecessor only, and may still take over.
+		 */
 		if (r) {
 			link__lost(seq, wire__strerror(r));
+			link__unprotected(seq);
 			return -EPIPE;
 		}
 		r = wire__recv(&rlink.wl, &h, &rlink.buf, &rlink.cap, 256,
 			       rlink.ack_timeout_ms);
-		if (r || h.type != MSG_NAK)
-			return link__reply(seq, r, &h) ? 0 : -EPIPE;
+		if (r || h.type != MSG_NAK) {
+			if (!link__reply(seq, r, &h)) {
+				link__unprotected(seq);
+				return -EPIPE;
+			}
+			link__protected(vmm);
+			return 0;
+		}
 		warn_msg("the secondary refused checkpoint %llu (%s); sending it again",
 			 (unsigned long long)seq, link__peer_text(&h));
 	}
@@ -374,10 +456,11 @@ static void *link__reader(void *arg)
 
 /*
  * The handshake (wire.h): the VM's shape, its CPUID and TSC rate, and the
- * timing rule.  Without
- * --grace the primary takes the least grace the secondary allows.
+ * timing rule.  Without --grace the primary takes the least grace the
+ * secondary allows.  0, or -1 with the reason in why.
  */
-static void primary__hello(const struct options *o, const struct vm *vm)
+static int primary__hello(const struct options *o, const struct vm *vm,
+			  char *why, size_t len)
 {
 	struct wire_hello mine = {
 		.version = WIRE_VERSION,
@@ -389,7 +472,7 @@ static void primary__hello(const struct options *o, const struct vm *vm)
 		.tsc_khz = vm->cfg.tsc_khz,
 	}, peer;
 	struct msg_hdr h;
-	char why[320];
+	char what[320];
 	int r;
 
 	memcpy(mine.cpuid, vm->cpuid_digest, sizeof(mine.cpuid));
@@ -397,55 +480,174 @@ static void primary__hello(const struct options *o, const struct vm *vm)
 	if (!r)
 		r = wire__recv(&rlink.wl, &h, &rlink.buf, &rlink.cap, 512,
 			       10000);
-	if (r)
-		die("handshake with the secondary: %s", wire__strerror(r));
-	if (h.type == MSG_NAK)
-		die("the secondary refused the handshake: %s",
-		    link__peer_text(&h));
-	if (h.type != MSG_HELLO || h.len != sizeof(peer))
-		die("handshake: the secondary answered with message type %u",
-		    h.type);
+	if (r) {
+		snprintf(why, len, "handshake with the secondary: %s",
+			 wire__strerror(r));
+		return -1;
+	}
+	if (h.type == MSG_NAK) {
+		snprintf(why, len, "the secondary refused the handshake: %s",
+			 link__peer_text(&h));
+		return -1;
+	}
+	if (h.type != MSG_HELLO || h.len != sizeof(peer)) {
+		snprintf(why, len, "handshake: the secondary answered with message type %u",
+			 h.type);
+		return -1;
+	}
 	memcpy(&peer, rlink.buf, sizeof(peer));
-	if (wire__hello_check(&mine, &peer, why, sizeof(why)))
-		die("handshake: refusing the secondary: %s", why);
+	if (wire__hello_check(&mine, &peer, what, sizeof(what))) {
+		/* The secondary waits for a checkpoint: tell it why not. */
+		wire__send(&rlink.wl, MSG_NAK, 0, what, strlen(what));
+		snprintf(why, len, "handshake: refusing the secondary: %s", what);
+		return -1;
+	}
 	rlink.grace_ms = mine.grace_ms ? mine.grace_ms :
 			 wire__min_grace_ms(peer.timeout_ms,
 					    peer.fence_timeout_ms);
 	info_msg("handshake: the secondary times out after %u ms and fences for up to %u ms; this primary holds its output for %d ms after losing it",
 		 peer.timeout_ms, peer.fence_timeout_ms, rlink.grace_ms);
+	return 0;
 }
 
-static void primary__connect(struct vmm *vmm, const struct options *o)
+/*
+ * Connect to the secondary, authenticate it and shake hands: 0 with
+ * rlink.wl ready (rlink.up is the caller's), or -1 with the reason in why.
+ */
+static int link__connect(const struct vm *vm, char *why, size_t len)
 {
-	char why[256];
+	const struct options *o = rlink.o;
+	char what[256];
 	int fd, r, tries;
 
 	for (tries = 1;; tries++) {
-		fd = wire__connect(o->peer, o->port, 10000);
-		if (fd < 0)
-			die("cannot reach the secondary at %s:%d: %s", o->peer,
-			    o->port, strerror(-fd));
+		fd = wire__connect(rlink.peer, rlink.peer_port, 10000);
+		if (fd < 0) {
+			snprintf(why, len, "cannot reach the secondary at %s:%d: %s",
+				 rlink.peer, rlink.peer_port, strerror(-fd));
+			return -1;
+		}
+		pthread_mutex_lock(&rlink.lock);
+		wire__link_close(&rlink.wl);
 		wire__link_init(&rlink.wl, fd);
+		pthread_mutex_unlock(&rlink.lock);
 		/* Nothing is sent before the secondary proves it holds the key. */
 #ifdef KEMARI_TEST_HOOKS
 		if (o->plain_link)
 			break;
 #endif
-		r = tls__client(&rlink.wl, &o->key, TLS_CLIENT_MS, why,
-				sizeof(why));
+		r = tls__client(&rlink.wl, &o->key, TLS_CLIENT_MS, what,
+				sizeof(what));
 		if (!r)
 			break;
-		wire__link_close(&rlink.wl);
 		/* It may be busy refusing others: try again, a few times. */
-		if (r != -ETIMEDOUT || tries == 3)
-			die("the secondary at %s:%d is not authenticated: %s",
-			    o->peer, o->port, why);
-		warn_msg("the secondary at %s:%d: %s; connecting again", o->peer,
-			 o->port, why);
+		if (r != -ETIMEDOUT || tries == 3) {
+			snprintf(why, len, "the secondary at %s:%d is not authenticated: %s",
+				 rlink.peer, rlink.peer_port, what);
+			return -1;
+		}
+		warn_msg("the secondary at %s:%d: %s; connecting again",
+			 rlink.peer, rlink.peer_port, what);
 	}
 	rlink.wl.send_timeout_ms = o->timeout_ms;
-	primary__hello(o, &vmm->vm);
+	return primary__hello(o, vm, why, len);
+}
+
+/*
+ * Re-protection: while the guest runs unprotected, connect to the
+ * secondary every --rejoin ms.  One that joins gets the next checkpoint,
+ * a full one, asked for at once (and again each --rejoin ms: a freeze
+ * that joined one under way may come too late for it).
+ */
+static void *link__rejoin(void *arg)
+{
+	struct vmm *vmm = arg;
+	char why[400], said[400] = "";
+	bool idle, joining;
+
+	for (;;) {
+		usleep(rlink.rejoin_ms * 1000);
+		pthread_mutex_lock(&rlink.lock);
+		if (rlink.done) {
+			pthread_mutex_unlock(&rlink.lock);
+			return NULL;
+		}
+		joining = rlink.joining;
+		idle = !rlink.up && !joining &&
+		       (rlink.unprotected ||
+			(rlink.lost_at && now_ns() >= rlink.lost_at +
+			 rlink.grace_ms * 1000000ULL));
+		pthread_mutex_unlock(&rlink.lock);
+		if (joining)
+			vmm__request_checkpoint(vmm, true);
+		if (!idle)
+			continue;
+		if (link__connect(&vmm->vm, why, sizeof(why))) {
+			if (strcmp(why, said))
+				warn_msg("re-protection: %s; trying again every %d ms",
+					 why, rlink.rejoin_ms);
+			snprintf(said, sizeof(said), "%s", why);
+			continue;
+		}
+		said[0] = 0;
+		pthread_mutex_lock(&rlink.lock);
+		if (rlink.done) {
+			wire__send(&rlink.wl, MSG_BYE, vmm->seq, NULL, 0);
+			pthread_mutex_unlock(&rlink.lock);
+			return NULL;
+		}
+		rlink.joining = true;
+		pthread_mutex_unlock(&rlink.lock);
+		info_msg("re-protection: the secondary at %s:%d joined; the next checkpoint is a full one",
+			 rlink.peer, rlink.peer_port);
+		vmm__request_checkpoint(vmm, true);
+	}
+}
+
+/* What primary__main and primary__protect_later share. */
+static void link__init(const struct options *o, const char *peer, int port)
+{
+	rlink.o = o;
+	rlink.peer = peer;
+	rlink.peer_port = port;
+	rlink.timeout_ms = o->timeout_ms;
+	rlink.ack_timeout_ms = o->ack_timeout_ms;
+	rlink.heartbeat_ms = o->heartbeat_ms;
+	rlink.grace_ms = o->grace_ms;
+	rlink.rejoin_ms = o->rejoin_ms;
+	rlink.corrupt_every = o->corrupt_every;
+	pthread_mutex_init(&rlink.lock, NULL);
+	pthread_cond_init(&rlink.acked, NULL);
+}
+
+static void link__start_rejoin(struct vmm *vmm)
+{
+	pthread_t t;
+
+	if (!rlink.peer || !rlink.rejoin_ms)
+		return;
+	if (pthread_create(&t, NULL, link__rejoin, vmm))
+		die("cannot start the re-protection thread");
+	pthread_detach(t);
+}
+
+void primary__protect_later(struct vmm *vmm, const struct options *o)
+{
+	link__init(o, o->peer, o->peer_port ? o->peer_port : o->port);
+	rlink.unprotected = true;	/* no secondary yet: nothing to wait for */
+	vmm->dev.settle_ms = o->timeout_ms;
+	vmm->commit = primary__commit;
+	link__start_rejoin(vmm);
+}
+
+static void primary__connect(struct vmm *vmm, const struct options *o)
+{
+	char why[400];
+
+	if (link__connect(&vmm->vm, why, sizeof(why)))
+		die("%s", why);
 	rlink.up = true;
+	rlink.joined = true;
 	rlink.pipelined = o->pipelined;
 	vmm->dev.settle_ms = o->timeout_ms;
 	if (o->plug_dev) {
@@ -467,7 +669,7 @@ static void primary__connect(struct vmm *vmm, const struct options *o)
 int primary__main(const struct options *o)
 {
 	static struct vmm vmm;
-	pthread_t heartbeat, reader;
+	pthread_t reader;
 	uint64_t t_run;
 	int r, obs, blk;
 
@@ -475,13 +677,7 @@ int primary__main(const struct options *o)
 #ifdef KEMARI_TEST_HOOKS
 	signal(SIGUSR1, on_sigusr1);
 #endif
-	rlink.timeout_ms = o->timeout_ms;
-	rlink.ack_timeout_ms = o->ack_timeout_ms;
-	rlink.heartbeat_ms = o->heartbeat_ms;
-	rlink.grace_ms = o->grace_ms;
-	rlink.corrupt_every = o->corrupt_every;
-	pthread_mutex_init(&rlink.lock, NULL);
-	pthread_cond_init(&rlink.acked, NULL);
+	link__init(o, o->peer, o->port);
 
 	r = vm__create(&vmm.vm, &o->vm, NULL);
 	if (r)
@@ -517,12 +713,10 @@ int primary__main(const struct options *o)
 		warn_msg("no secondary given: the guest runs UNPROTECTED");
 	if (o->pipelined && !o->plug_dev)
 		warn_msg("pipelined without --plug-dev: output is NOT held until acknowledged");
+	link__start_rejoin(&vmm);
 	if (rlink.up) {
 		if (primary__commit(&vmm, vmm.seq))
 			die("the secondary did not take the first checkpoint");
-		info_msg("secondary has the full checkpoint (%zu bytes); running protected, %s",
-			 vmm.ck.len, rlink.pipelined ? "pipelined" : "synchronous");
-		pthread_create(&heartbeat, NULL, link__heartbeat, NULL);
 		if (rlink.pipelined) {
 			vmm.prepare = primary__prepare_pipelined;
 			vmm.commit = primary__commit_pipelined;
@@ -543,10 +737,13 @@ int primary__main(const struct options *o)
 	pthread_mutex_lock(&rlink.lock);
 	while (rlink.up && rlink.inflight)
 		pthread_cond_wait(&rlink.acked, &rlink.lock);
-	if (rlink.up) {
+	/* A secondary that joined but holds nothing yet stands down too. */
+	if (rlink.up || rlink.joining) {
 		wire__send(&rlink.wl, MSG_BYE, vmm.seq, NULL, 0);
 		rlink.up = false;
+		rlink.joining = false;
 	}
+	rlink.done = true;
 	pthread_mutex_unlock(&rlink.lock);
 	link__unprotected(vmm.seq);
 	if (rlink.nb)

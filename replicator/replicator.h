@@ -36,12 +36,21 @@ struct options {
 	bool plain_link;		/* test build: no TLS, for the bench */
 	int fence_timeout_ms;		/* secondary: fencing command limit */
 	int ack_timeout_ms;		/* primary: wait for an ack this long */
+	int peer_port;			/* secondary: its own secondary's port */
+	int rejoin_ms;			/* re-protection: connect this often */
 };
 
 /* The guest payload, linked in by guest_image.S. */
 extern const uint8_t guest_image[], guest_image_end[];
 
+struct vmm;
+
 int primary__main(const struct options *o);
+/*
+ * A secondary that has taken over: once its guest runs, protect it with
+ * the secondary at o->peer (o->peer_port), which may come later.
+ */
+void primary__protect_later(struct vmm *vmm, const struct options *o);
 int secondary__main(const struct options *o);
 const char *secondary__read_fence_file(const char *path);
 int observer__main(const struct options *o);

@@ -77,6 +77,9 @@ static int secondary__run_fence(const struct options *o)
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		/* main() ignores these; a fence agent must get its defaults. */
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGUSR1, SIG_DFL);
 		setpgid(0, 0);
 		fd = open("/dev/null", O_RDONLY);
 		if (fd >= 0 && fd != STDIN_FILENO) {
@@ -210,6 +213,8 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 	devices__resend(&vmm->dev, rep->out, rep->nr_out);
 	vmm->seq = rep->seq;
 	stats__init(&vmm->stats, o->stats_ms);
+	if (o->peer)
+		primary__protect_later(vmm, o);
 	info_msg("takeover: resuming checkpoint %llu with %u pending write(s) and %u held record(s) sent again, %.1f ms after the primary's last message",
 		 (unsigned long long)rep->seq, pending, rep->nr_out,
 		 (now_ns() - silent_since) / 1e6);
@@ -327,8 +332,14 @@ static uint32_t secondary__hello(const struct options *o, struct wire_link *l,
 			 h.type);
 	} else {
 		memcpy(&peer, buf, sizeof(peer));
-		/* The CPUID compared is the one the shadow's vCPUs got. */
-		if (!secondary__shadow(o, rep, peer.tsc_khz, why, sizeof(why))) {
+		/*
+		 * Everything but the CPUID first, so that a refusal names
+		 * the first thing wrong; the CPUID compared is the one the
+		 * shadow's vCPUs got.
+		 */
+		memcpy(mine.cpuid, peer.cpuid, sizeof(mine.cpuid));
+		if (!wire__hello_check(&mine, &peer, why, sizeof(why)) &&
+		    !secondary__shadow(o, rep, peer.tsc_khz, why, sizeof(why))) {
 			memcpy(mine.cpuid, takeover_vmm.vm.cpuid_digest,
 			       sizeof(mine.cpuid));
 			if (!wire__hello_check(&mine, &peer, why, sizeof(why)))
@@ -530,6 +541,16 @@ int secondary__main(const struct options *o)
 		if (h.type == MSG_DETACH) {
 			warn_msg("the primary detached at checkpoint %llu and runs unprotected; standing down",
 				 (unsigned long long)rep.seq);
+			return EXIT_REFUSED;
+		}
+		if (h.type == MSG_NAK && !rep.valid) {
+			char text[128];
+
+			warn_msg("the primary refused this secondary's handshake: %s",
+				 util__printable(text, sizeof(text), buf,
+						 h.len < cap ? h.len : cap));
+			wire__link_close(&l);
+			close(lfd);
 			return EXIT_REFUSED;
 		}
 		if (!secondary__message(o, &l, &rep, &h, buf))

@@ -84,6 +84,26 @@ static long vmm__dedup(struct vmm *vmm, long n)
 }
 
 /*
+ * A full checkpoint carries the whole block device, read back from the
+ * file (the doorbells rung so far have completed): a joining secondary's
+ * disk may hold anything.
+ */
+static int vmm__read_disk(struct vmm *vmm)
+{
+	uint32_t s, n = vmm->vm.cfg.nr_vcpus * ABI_SECTORS_PER_VCPU;
+	struct ck_blk *b = vmm->dev.blk_log;
+
+	for (s = 0; s < n; s++) {
+		b[s].sector = s;
+		if (pread(vmm->dev.blk_fd, b[s].data, ABI_SECTOR_SIZE,
+			  (off_t)s * ABI_SECTOR_SIZE) != ABI_SECTOR_SIZE)
+			return errno ? -errno : -EIO;
+	}
+	vmm->dev.nr_blk_log = n;
+	return 0;
+}
+
+/*
  * With every vCPU out of KVM_RUN: complete the doorbells already rung,
  * harvest the dirty rings, and save everything.  The status page is
  * written by the device model, not by a vCPU, so no ring reports it: it
@@ -135,13 +155,26 @@ int vmm__checkpoint(struct vmm *vmm, bool full)
 		return r;
 	ck__add_irq(&vmm->ck, &irq);
 	pthread_mutex_lock(&vmm->dev.lock);
+	r = full ? vmm__read_disk(vmm) : 0;
+	if (r) {
+		pthread_mutex_unlock(&vmm->dev.lock);
+		return r;
+	}
 	ck__add_dev(&vmm->ck, vmm->dev.blk_log, vmm->dev.nr_blk_log,
 		    vmm->dev.out_log, vmm->dev.nr_out_log, CK_DEV_OUTPUT_HELD);
 	vmm->dev.nr_blk_log = 0;
 	pthread_mutex_unlock(&vmm->dev.lock);
 	ck__add_end(&vmm->ck);
 	vmm->last_pages = n;
+	vmm->ck_full = full;
 	return 0;
+}
+
+int vmm__request_checkpoint(struct vmm *vmm, bool full)
+{
+	if (full)
+		__atomic_store_n(&vmm->want_full, true, __ATOMIC_RELEASE);
+	return vm__freeze(&vmm->vm);
 }
 
 static void on_kick(int sig)
@@ -174,7 +207,8 @@ static void vmm__sync(struct vmm *vmm, uint64_t t0)
 		vmm__kick_all(vmm);
 	while (vmm->in_run)
 		pthread_cond_wait(&vmm->cond, &vmm->lock);
-	r = vmm__checkpoint(vmm, false);
+	r = vmm__checkpoint(vmm, __atomic_exchange_n(&vmm->want_full, false,
+						     __ATOMIC_ACQ_REL));
 	if (r)
 		die("checkpoint %llu failed: %s", (unsigned long long)vmm->seq,
 		    strerror(-r));

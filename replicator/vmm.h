@@ -43,14 +43,25 @@ struct vmm {
 	uint64_t *gfns;
 	uint64_t *seen;			/* bitmap for vmm__dedup() */
 	size_t max_gfns;
+	bool want_full;			/* the next checkpoint is a full one */
+	bool ck_full;			/* vmm->ck is a full checkpoint */
 	prepare_fn prepare;
 	commit_fn commit;
 	struct stats stats;
 };
 
 int vmm__init(struct vmm *vmm, const struct guest_config *gc);
-/* Build the checkpoint of the stopped VM in vmm->ck (full: all pages). */
+/*
+ * Build the checkpoint of the stopped VM in vmm->ck.  A full one holds all
+ * memory and the whole block device, so that a secondary that joins with
+ * nothing can take over from it.
+ */
 int vmm__checkpoint(struct vmm *vmm, bool full);
+/*
+ * Ask for a sync point now (KVM_KEMARI_FREEZE): every vCPU leaves KVM_RUN,
+ * and the first to see it leads a checkpoint.  A full one if full.
+ */
+int vmm__request_checkpoint(struct vmm *vmm, bool full);
 /* Run every vCPU until the guest is done; 0 or -errno. */
 int vmm__run(struct vmm *vmm);
 /* The guest's verdict and the block device check, after vmm__run(). */

@@ -23,6 +23,8 @@ for list in "$TOP"/tests/*.list; do
 	base/kemari.list|base/demo.list|base/bench.list|base/soak.list) ;;
 	# QEMU's Kemari mode runs on the kemari kernel only (tests/qemu.list).
 	*/qemu.list) [ "$VARIANT" = kemari ] && lists+=("$list") ;;
+	# So does the replicator: it gains nothing from KASAN (replicator.list).
+	*/replicator.list) [ "$VARIANT" = kemari ] && lists+=("$list") ;;
 	debug/regression-kemari.list|bisect/regression-kemari.list) ;;
 	# It borrows the kemari kernel's kemari_test (make soak-base builds it).
 	base/soak-base.list)
@@ -73,10 +75,10 @@ if [ -f "$root/tests/qemu.list" ]; then
 	(cd "$l2" && find . | cpio -o -H newc --quiet) | gzip -1 > "$root/tests/qemu/l2.gz"
 fi
 
-# check runs the Kemari tests, QEMU's Kemari mode and the upstream
+# check runs the Kemari tests, the replicator's, QEMU's Kemari mode and the upstream
 # regression set, of those this variant has.  The base runs only the
 # regression lists (make base-check).
-for m in kemari qemu regression regression-kemari; do
+for m in kemari replicator qemu regression regression-kemari; do
 	[ -f "$root/tests/$m.list" ] && cat "$root/tests/$m.list"
 done > "$root/tests/check.list"
 

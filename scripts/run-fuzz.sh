@@ -18,12 +18,20 @@ mkdir -p "$work/seeds"
 "$OUT/bin/kemari-ft-test" corpus "$work/seeds" ||
 	die "kemari-ft-test corpus failed (build the userspace first)"
 
+# Room for a full checkpoint and two more (about 35 KiB each), below the
+# AF_UNIX buffer that FUZZ_WIRE writes its input into; a seed that does
+# not fit would be cut, and the states after it never reached.
+max_len=131072
+for f in "$work"/seeds/*/*; do
+	[ "$(stat -c %s "$f")" -le $max_len ] ||
+		die "fuzz seed $f is $(stat -c %s "$f") bytes, over -max_len=$max_len"
+done
+
 for t in ckpt wire; do
 	mkdir -p "$work/corpus-$t"
 	log "fuzz $t: $secs s"
-	# Inputs stay well below an AF_UNIX socket's buffer (FUZZ_WIRE).
 	if ! (cd "$work" && "./kemari-fuzz-$t" -max_total_time="$secs" \
-		-max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+		-max_len=$max_len -timeout=10 -rss_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix="$work/$t-" \
 		"corpus-$t" "seeds/$t" >"$work/$t.log" 2>&1); then
 		tail -40 "$work/$t.log"

@@ -108,6 +108,7 @@ struct run {
 	pid_t observer, secondary, primary;
 	char log[PATH_MAX], sec_err[PATH_MAX], pri_err[PATH_MAX];
 	int port;
+	int records;		/* per vCPU: RECORDS unless a test sets it */
 };
 
 /*
@@ -327,6 +328,7 @@ static void run__observer(struct run *run, int port)
 
 	memset(run, 0, sizeof(*run));
 	run->port = port;
+	run->records = RECORDS;
 	snprintf(oport, sizeof(oport), "%d", port + 1);
 	snprintf(run->log, sizeof(run->log), "%s/observer.log", dir);
 	snprintf(run->sec_err, sizeof(run->sec_err), "%s/secondary.out", dir);
@@ -399,14 +401,15 @@ static void run__start(struct run *run, unsigned int round,
 }
 
 /* Every vCPU's stream reached its last record. */
-static bool all_records(const long long last[], char *why, size_t whylen)
+static bool all_records(const long long last[], int records, char *why,
+			size_t whylen)
 {
 	unsigned int v;
 
 	for (v = 0; v < NR_VCPUS; v++) {
-		if (last[v] != RECORDS - 1) {
+		if (last[v] != records - 1) {
 			snprintf(why, whylen, "vcpu %u: last record %lld of %d",
-				 v, last[v], RECORDS);
+				 v, last[v], records);
 			return false;
 		}
 	}
@@ -458,7 +461,7 @@ static bool run__check_stream(const struct run *run, unsigned int max_dups,
 	}
 	fclose(f);
 	*dups_out = dups[0] + dups[1];
-	return ok && all_records(last, why, whylen);
+	return ok && all_records(last, run->records, why, whylen);
 }
 
 static void run__stop_observer(struct run *run)
@@ -614,7 +617,7 @@ static bool run__check_first_arrivals(const struct run *run, char *why,
 		}
 	}
 	fclose(f);
-	return ok && all_records(last, why, whylen);
+	return ok && all_records(last, run->records, why, whylen);
 }
 
 /*
@@ -669,8 +672,11 @@ static void test_observer_outage(void)
 		noticed = file_has(run.pri_err, "has not acknowledged");
 		usleep(10000);
 	}
-	kill(run.primary, SIGKILL);
-	reap(run.primary, 10);
+	/* 0: it has exited (run__wait_records), and kill(0) is our group. */
+	if (run.primary > 0) {
+		kill(run.primary, SIGKILL);
+		reap(run.primary, 10);
+	}
 	run.primary = 0;
 	st_sec = reap(run.secondary, 300);
 	run__stop_observer(&run);
@@ -686,6 +692,134 @@ static void test_observer_outage(void)
 	    what, ms, *why ? "; " : "", why);
 	if (!ok)
 		run__dump(&run);
+}
+
+/*
+ * Re-protection, three generations deep: the primary is killed and its
+ * secondary takes over; a fresh secondary joins the new primary, gets a
+ * full checkpoint (all memory, the whole disk) and takes over in turn when
+ * that one is killed; and once more.  The observer's stream must have no
+ * gap (at most one replayed record per vCPU and takeover), and the last
+ * node's guest must finish with its checks passed and its disk as the
+ * guest wrote it, a disk that reached it only through full and
+ * incremental checkpoints.  Product binaries only.
+ */
+#define GENERATIONS	3
+#define REJOIN_RECORDS	150
+
+static bool wait_file_has(const char *path, const char *needle, int secs,
+			  pid_t alive)
+{
+	int i, status;
+
+	for (i = 0; i < secs * 20; i++) {
+		if (file_has(path, needle))
+			return true;
+		if (alive && waitpid(alive, &status, WNOHANG) == alive)
+			return file_has(path, needle);
+		usleep(50000);
+	}
+	return false;
+}
+
+static void test_reprotect(uint64_t seed)
+{
+	char port[GENERATIONS + 1][16], blk[GENERATIONS + 1][PATH_MAX];
+	char out[GENERATIONS + 1][PATH_MAX], fence[GENERATIONS + 1][512];
+	char oport[16], records[16], sseed[32], why[256] = "";
+	pid_t pid[GENERATIONS + 1] = { 0 };
+	unsigned int g, dups = 0, n;
+	struct run run;
+	int st = -1;
+	bool ok = true;
+
+	run__observer(&run, 7940);
+	run.records = REJOIN_RECORDS;
+	snprintf(oport, sizeof(oport), "%d", run.port + 1);
+	snprintf(records, sizeof(records), "%d", REJOIN_RECORDS);
+	snprintf(sseed, sizeof(sseed), "%llu", (unsigned long long)seed);
+	for (g = 0; g <= GENERATIONS; g++) {
+		snprintf(port[g], sizeof(port[g]), "%d", run.port + 2 + g);
+		snprintf(blk[g], sizeof(blk[g]), "%s/gen%u.img", dir, g);
+		snprintf(out[g], sizeof(out[g]), "%s/gen%u.out", dir, g);
+	}
+	usleep(100000);
+	{
+		char *argv[] = { exe, "primary", "--peer", "127.0.0.1",
+				 "--port", port[0], "--block", blk[0],
+				 "--observer", "127.0.0.1", "--observer-port",
+				 oport, "--records", records, "--seed", sseed,
+				 "--stats", "0", NULL };
+
+		pid[0] = spawn(out[0], argv);
+	}
+	for (g = 1; ok && g <= GENERATIONS; g++) {
+		/* Node g waits on the port node g - 1 was told of. */
+		char *argv[32] = { exe, "secondary", "--port", port[g - 1],
+				   "--block", blk[g], "--observer", "127.0.0.1",
+				   "--observer-port", oport, "--records",
+				   records, "--timeout", "1000", "--stats", "0",
+				   "--fence", fence[g], "--fence-timeout", "2000" };
+		unsigned int a = 20;
+
+		snprintf(fence[g], sizeof(fence[g]), STONITH, pid[g - 1],
+			 pid[g - 1], pid[g - 1]);
+		if (g < GENERATIONS) {
+			argv[a++] = "--peer";
+			argv[a++] = "127.0.0.1";
+			argv[a++] = "--peer-port";
+			argv[a++] = port[g];
+			argv[a++] = "--rejoin";
+			argv[a++] = "200";
+		}
+		pid[g] = spawn(out[g], argv);
+		/* Node g - 1 runs protected by node g. */
+		if (!wait_file_has(out[g - 1], "running protected", 120,
+				   pid[g - 1])) {
+			snprintf(why, sizeof(why), "node %u was not protected by node %u",
+				 g - 1, g);
+			ok = false;
+			break;
+		}
+		/* Some output while protected, then the kill. */
+		n = lines(run.log) + 10;
+		run.primary = pid[g - 1];
+		if (!run__wait_records(&run, n, 120)) {
+			snprintf(why, sizeof(why), "node %u ended before its kill (the guest ran out of records?)",
+				 g - 1);
+			ok = false;
+			break;
+		}
+		kill(pid[g - 1], SIGKILL);
+		reap(pid[g - 1], 10);
+		pid[g - 1] = 0;
+		if (!wait_file_has(out[g], "takeover: resuming", 60, pid[g])) {
+			snprintf(why, sizeof(why), "node %u did not take over", g);
+			ok = false;
+		}
+	}
+	if (ok)
+		st = reap(pid[GENERATIONS], 300);
+	for (g = 0; g <= GENERATIONS; g++)
+		if (pid[g])
+			reap(pid[g], 1);
+	run__stop_observer(&run);
+	if (ok && !(exited(st, 0) && file_has(out[GENERATIONS], "verify: ok"))) {
+		snprintf(why, sizeof(why), "the last node's guest did not finish well (status %#x)",
+			 st);
+		ok = false;
+	}
+	ok = ok && run__check_stream(&run, GENERATIONS, &dups, why,
+				     sizeof(why));
+	tap(ok, "re-protection, %d generations: guest seed %llu, each node killed once protected by a fresh secondary; the last finished; %u record(s) replayed%s%s",
+	    GENERATIONS, (unsigned long long)seed, dups, *why ? "; " : "",
+	    why);
+	if (!ok) {
+		for (g = 0; g <= GENERATIONS; g++) {
+			diag("node %u said:", g);
+			dump(out[g]);
+		}
+	}
 }
 
 /*
@@ -726,6 +860,124 @@ static void split_brain(const char *name, const char *fence, bool takeover)
 	    takeover ? "secondary fenced the primary and took over" :
 		       "secondary refused, primary ran on unprotected",
 	    *why ? "; " : "", why);
+	if (!ok)
+		run__dump(&run);
+}
+
+/*
+ * Records from the observer's first source (the primary) that arrived in
+ * [from, to] (CLOCK_MONOTONIC).
+ */
+static unsigned int records_between(const struct run *run, uint64_t from,
+				    uint64_t to)
+{
+	unsigned long long seq, t, arr;
+	unsigned int v, conn, first = ~0u, n = 0;
+	FILE *f = fopen(run->log, "r");
+
+	while (f && fscanf(f, "%u %llu %u %llu %llu", &v, &seq, &conn, &t,
+			   &arr) == 5) {
+		if (first == ~0u)
+			first = conn;
+		n += conn == first && arr >= from && arr <= to;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * A silent partition: the replication link's veth goes down, so its
+ * packets are dropped with no FIN and no RST, as when a switch fails or
+ * the primary's host loses power.  The secondary must notice within its
+ * timeout.  With a fence (which cuts the primary's link, then kills it,
+ * as README.md says a fence must) it takes over, the primary never goes
+ * unprotected, and the observer's stream has no gap.  Without one it
+ * refuses; the primary, which has no acknowledgment, releases no output
+ * until its ack timeout and grace are over, then runs on unprotected to
+ * the end.
+ */
+static void silent_partition(bool fenced)
+{
+	/* Its own veth names, apart from the observer outage's 100 to 249. */
+	unsigned int n = 252 + fenced, dups = 0;
+	char port[16], oport[16], records[16], sblk[PATH_MAX], fence[600];
+	char listen[32], cut[64], why[256] = "", what[160];
+	char *argv[] = { exe, "secondary", "--port", port, "--block", sblk,
+			 "--observer", "127.0.0.1", "--observer-port", oport,
+			 "--records", records, "--timeout", "1000", "--stats",
+			 "0", "--fence-timeout", "2000", "--listen", listen,
+			 fenced ? "--fence" : NULL, fence, NULL };
+	uint64_t t_cut = 0;
+	struct run run;
+	int st_sec, st_pri;
+	unsigned int early = 0;
+	bool ok;
+	double ms;
+
+	run__observer(&run, 7960 + (fenced ? 2 : 0));
+	snprintf(listen, sizeof(listen), "10.78.%u.1", n);
+	snprintf(port, sizeof(port), "%d", run.port);
+	snprintf(oport, sizeof(oport), "%d", run.port + 1);
+	snprintf(records, sizeof(records), "%d", RECORDS);
+	snprintf(sblk, sizeof(sblk), "%s/partition.img", dir);
+	snprintf(cut, sizeof(cut), "ip link set kpr%u down", n);
+	usleep(100000);
+	run.primary = pipelined__primary(&run, false, NULL, n, NULL);
+	snprintf(fence, sizeof(fence), "%s; " STONITH, cut, run.primary,
+		 run.primary, run.primary);
+	run.secondary = spawn(run.sec_err, argv);
+	if (!run__wait_records(&run, 10, 300)) {
+		tap(false, "split brain, silent partition%s: the primary stopped early",
+		    fenced ? ", fenced" : "");
+		kill(run.secondary, SIGKILL);
+		reap(run.secondary, 5);
+		run__stop_observer(&run);
+		run__dump(&run);
+		return;
+	}
+	t_cut = now_ns();
+	if (system(cut))
+		diag("%s failed", cut);
+	st_sec = reap(run.secondary, 300);
+	st_pri = reap(run.primary, 300);
+	run__stop_observer(&run);
+	/*
+	 * What left before the cut may land up to 100 ms after it.  Nothing
+	 * else from the primary may land before it has waited out its ack
+	 * timeout (10 x --timeout) and its grace (--timeout + margin, 1.3 s)
+	 * less 0.3 s of slack, and with a fence nothing at all.
+	 */
+	early = records_between(&run, t_cut + 100000000ULL,
+				t_cut + (fenced ? 300000000000ULL :
+					 11000000000ULL));
+	ms = takeover_ms(&run, what, sizeof(what));
+	if (fenced)
+		ok = exited(st_sec, 0) && file_has(run.sec_err, "takeover:") &&
+		     file_has(run.sec_err, "verify: ok") && ms >= 0 &&
+		     ms < 1000 + 2000 + 300 && st_pri != -1 &&
+		     WIFSIGNALED(st_pri) &&
+		     !file_has(run.pri_err, "UNPROTECTED") &&
+		     run__check_stream(&run, 1, &dups, why, sizeof(why));
+	else
+		ok = exited(st_sec, 3) &&
+		     file_has(run.sec_err, "refusing to take over") &&
+		     exited(st_pri, 0) && file_has(run.pri_err, "UNPROTECTED") &&
+		     file_has(run.pri_err, "verify: ok") &&
+		     run__check_stream(&run, 0, &dups, why, sizeof(why));
+	if (early) {
+		snprintf(why, sizeof(why), "%u record(s) from the primary reached the observer %s after the cut, unacknowledged",
+			 early, fenced ? "later than 0.1 s" : "between 0.1 and 11 s");
+		ok = false;
+	}
+	tap(ok, "split brain, silent partition (the link's veth down: no FIN, no RST)%s: %s%s%s",
+	    fenced ? ", fenced" : ", no fence",
+	    fenced ? "the secondary noticed, fenced and took over" :
+		     "the secondary refused, the primary held its output, then ran on unprotected",
+	    *why ? "; " : "", why);
+	if (fenced)
+		diag("silent partition: %s, %.1f ms after the primary's last message",
+		     what, ms);
 	if (!ok)
 		run__dump(&run);
 }
@@ -966,6 +1218,8 @@ static void test_split_brain(void)
 	split_brain("no fencing configured", NULL, false);
 	split_brain("fencing fails", "exit 1", false);
 	split_brain("fencing kills the primary", STONITH, true);
+	silent_partition(true);
+	silent_partition(false);
 	fence_hygiene();
 }
 
@@ -1145,7 +1399,7 @@ int main(int argc, char **argv)
 	unsigned int rounds = 20, cases = 200;
 	bool all = true, fuzz = false, failover = false, split = false;
 	bool checks = false, shadow = false;
-	bool pipe = false, outage = false, secure = false;
+	bool pipe = false, outage = false, secure = false, rejoin = false;
 	char *p;
 	int c, i;
 
@@ -1161,7 +1415,7 @@ int main(int argc, char **argv)
 			cases = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [checks|fuzz|shadow|failover|split_brain|pipelined|observer_outage|security]...\n",
+			fprintf(stderr, "usage: %s [-s seed] [-n rounds] [-f cases] [checks|fuzz|shadow|failover|split_brain|pipelined|observer_outage|reprotect|security]...\n",
 				argv[0]);
 			return 2;
 		}
@@ -1176,6 +1430,7 @@ int main(int argc, char **argv)
 		pipe |= !strcmp(argv[i], "pipelined");
 		outage |= !strcmp(argv[i], "observer_outage");
 		secure |= !strcmp(argv[i], "security");
+		rejoin |= !strcmp(argv[i], "reprotect");
 	}
 	if (!seed)
 		seed = now_ns() ^ getpid();
@@ -1218,6 +1473,8 @@ int main(int argc, char **argv)
 		test_pipelined();
 	if (all || outage)
 		test_observer_outage();
+	if (all || rejoin)
+		test_reprotect(seed);
 	if (all || secure)
 		test_security();
 	printf("1..%u\n", test_nr);

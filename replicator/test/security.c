@@ -143,6 +143,29 @@ static void security_options(void)
 		refused_option("the test build's --ack-delay", a,
 			       "unrecognized option '--ack-delay'");
 	}
+	{
+		char *a[] = { exe, "primary", "--plain-link", NULL };
+		refused_option("the test build's --plain-link", a,
+			       "unrecognized option '--plain-link'");
+	}
+	/* Re-protection's options. */
+	{
+		char *a[] = { exe, "primary", "--peer-port", "7400", NULL };
+		refused_option("--peer-port on a primary", a,
+			       "--peer-port is a secondary's");
+	}
+	{
+		char *a[] = { exe, "secondary", "--listen", "127.0.0.1",
+			      "--psk", psk_file, "--peer-port", "7400", NULL };
+		refused_option("--peer-port without --peer", a,
+			       "--peer-port needs --peer");
+	}
+	{
+		char *a[] = { exe, "primary", "--pipelined", "--rejoin", "100",
+			      NULL };
+		refused_option("--rejoin with --pipelined", a,
+			       "re-protection of a pipelined primary is not supported yet");
+	}
 }
 
 /*

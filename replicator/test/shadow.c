@@ -300,7 +300,13 @@ static void refused_secondary(int port)
 		mine.cpuid[7] ^= 0x40;
 		if (fake_secondary(lfd, &mine, &l, &buf, &cap))
 			_exit(2);
-		/* Anything but the link's end is guest state: a failure. */
+		/*
+		 * A refusal with the reason, then the link's end: anything
+		 * else is guest state, a failure.
+		 */
+		if (wire__recv(&l, &h, &buf, &cap, 1 << 26, 30000) ||
+		    h.type != MSG_NAK || !memmem(buf, h.len, "CPUID", 5))
+			_exit(1);
 		_exit(wire__recv(&l, &h, &buf, &cap, 1 << 26, 30000) ? 0 : 1);
 	}
 	close(lfd);
@@ -308,7 +314,7 @@ static void refused_secondary(int port)
 	fst = reap(fake, 40);
 	tap(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) &&
 	    file_has(pout, reason) && exited(fst, 0),
-	    "handshake: a secondary whose host has another CPUID is refused by the primary, saying \"%s\", and gets no checkpoint",
+	    "handshake: a secondary whose host has another CPUID is refused by the primary, saying \"%s\", and gets the refusal and no checkpoint",
 	    reason);
 	if (!file_has(pout, reason))
 		dump(pout);
