@@ -131,14 +131,15 @@ static void *link__heartbeat(void *arg)
 	unsigned int gen = (unsigned int)(uintptr_t)arg;
 	int r;
 
-	for (;;) {
-		usleep(rlink.heartbeat_ms * 1000);
+	/* The first at once: a new secondary has heard nothing since its hello. */
+	for (;; usleep(rlink.heartbeat_ms * 1000)) {
 		pthread_mutex_lock(&rlink.lock);
 		if (rlink.gen != gen) {
 			pthread_mutex_unlock(&rlink.lock);
 			return NULL;
 		}
-		if (__atomic_load_n(&drop_link, __ATOMIC_RELAXED))
+		/* One cut a signal: a link that joins later is not cut. */
+		if (__atomic_exchange_n(&drop_link, 0, __ATOMIC_RELAXED))
 			link__lost_locked(0, "cut on request (SIGUSR1)");
 		r = rlink.up ? wire__send(&rlink.wl, MSG_HEARTBEAT, now_ns(),
 					  NULL, 0) : 0;
@@ -666,6 +667,31 @@ static void primary__connect(struct vmm *vmm, const struct options *o)
 	vmm->commit = primary__commit;
 }
 
+int primary__finish(struct vmm *vmm)
+{
+	int r = vmm__checkpoint(vmm, false);
+
+	if (r)
+		return r;
+	if (vmm->commit)
+		vmm->commit(vmm, vmm->seq);
+	pthread_mutex_lock(&rlink.lock);
+	while (rlink.up && rlink.inflight)
+		pthread_cond_wait(&rlink.acked, &rlink.lock);
+	/* A secondary that joined but holds nothing yet stands down too. */
+	if (rlink.up || rlink.joining) {
+		wire__send(&rlink.wl, MSG_BYE, vmm->seq, NULL, 0);
+		rlink.up = false;
+		rlink.joining = false;
+	}
+	rlink.done = true;
+	pthread_mutex_unlock(&rlink.lock);
+	link__unprotected(vmm->seq);
+	if (rlink.nb)
+		netbuf__release_all(rlink.nb);
+	return 0;
+}
+
 int primary__main(const struct options *o)
 {
 	static struct vmm vmm;
@@ -728,26 +754,9 @@ int primary__main(const struct options *o)
 	vmm__run(&vmm);
 	info_msg("the guest ran %.3f s", (now_ns() - t_run) / 1e9);
 
-	/* The guest is done: a last checkpoint, then stand the secondary down. */
-	r = vmm__checkpoint(&vmm, false);
+	r = primary__finish(&vmm);
 	if (r)
 		die("last checkpoint: %s", strerror(-r));
-	if (vmm.commit)
-		vmm.commit(&vmm, vmm.seq);
-	pthread_mutex_lock(&rlink.lock);
-	while (rlink.up && rlink.inflight)
-		pthread_cond_wait(&rlink.acked, &rlink.lock);
-	/* A secondary that joined but holds nothing yet stands down too. */
-	if (rlink.up || rlink.joining) {
-		wire__send(&rlink.wl, MSG_BYE, vmm.seq, NULL, 0);
-		rlink.up = false;
-		rlink.joining = false;
-	}
-	rlink.done = true;
-	pthread_mutex_unlock(&rlink.lock);
-	link__unprotected(vmm.seq);
-	if (rlink.nb)
-		netbuf__release_all(rlink.nb);
 	stats__summary(&vmm.stats);
 	devices__exit(&vmm.dev);
 	return vmm__verify(&vmm) ? EXIT_VERIFY_FAILED : 0;

@@ -51,6 +51,11 @@ int primary__main(const struct options *o);
  * the secondary at o->peer (o->peer_port), which may come later.
  */
 void primary__protect_later(struct vmm *vmm, const struct options *o);
+/*
+ * The guest is done: a last checkpoint, committed, then the secondary is
+ * told (MSG_BYE) and stands down.  0 or -errno.
+ */
+int primary__finish(struct vmm *vmm);
 int secondary__main(const struct options *o);
 const char *secondary__read_fence_file(const char *path);
 int observer__main(const struct options *o);

@@ -219,6 +219,12 @@ static int secondary__takeover(const struct options *o, struct replica *rep,
 		 (unsigned long long)rep->seq, pending, rep->nr_out,
 		 (now_ns() - silent_since) / 1e6);
 	vmm__run(vmm);
+	/* Its own secondary must stand down, not take a finished guest over. */
+	if (o->peer) {
+		r = primary__finish(vmm);
+		if (r)
+			warn_msg("last checkpoint: %s", strerror(-r));
+	}
 	devices__exit(&vmm->dev);
 	return vmm__verify(vmm) ? EXIT_VERIFY_FAILED : 0;
 }

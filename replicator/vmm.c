@@ -94,10 +94,12 @@ static int vmm__read_disk(struct vmm *vmm)
 	struct ck_blk *b = vmm->dev.blk_log;
 
 	for (s = 0; s < n; s++) {
+		ssize_t r = pread(vmm->dev.blk_fd, b[s].data, ABI_SECTOR_SIZE,
+				  (off_t)s * ABI_SECTOR_SIZE);
+
 		b[s].sector = s;
-		if (pread(vmm->dev.blk_fd, b[s].data, ABI_SECTOR_SIZE,
-			  (off_t)s * ABI_SECTOR_SIZE) != ABI_SECTOR_SIZE)
-			return errno ? -errno : -EIO;
+		if (r != ABI_SECTOR_SIZE)
+			return r < 0 ? -errno : -EIO;	/* short: -EIO */
 	}
 	vmm->dev.nr_blk_log = n;
 	return 0;

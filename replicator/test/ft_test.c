@@ -698,39 +698,66 @@ static void test_observer_outage(void)
  * Re-protection, three generations deep: the primary is killed and its
  * secondary takes over; a fresh secondary joins the new primary, gets a
  * full checkpoint (all memory, the whole disk) and takes over in turn when
- * that one is killed; and once more.  The observer's stream must have no
- * gap (at most one replayed record per vCPU and takeover), and the last
- * node's guest must finish with its checks passed and its disk as the
- * guest wrote it, a disk that reached it only through full and
- * incremental checkpoints.  Product binaries only.
+ * that one is killed; and once more.  The last node that took over is
+ * joined by a fourth secondary and finishes the guest: that secondary
+ * must stand down (MSG_BYE), not take a finished guest over.  The
+ * observer's stream must have no gap (at most one replayed record per
+ * vCPU and takeover), and the last node's guest must finish with its
+ * checks passed and its disk as the guest wrote it, a disk that reached
+ * it only through full and incremental checkpoints.  Product binaries
+ * only.  Each secondary starts before its primary's predecessor is
+ * killed, and waits.
  */
 #define GENERATIONS	3
-#define REJOIN_RECORDS	150
+#define NODES		(GENERATIONS + 2)
+#define REJOIN_RECORDS	200
 
-static bool wait_file_has(const char *path, const char *needle, int secs,
-			  pid_t alive)
+static bool wait_file_has(const char *path, const char *needle, int secs)
 {
-	int i, status;
+	int i;
 
 	for (i = 0; i < secs * 20; i++) {
 		if (file_has(path, needle))
 			return true;
-		if (alive && waitpid(alive, &status, WNOHANG) == alive)
-			return file_has(path, needle);
 		usleep(50000);
 	}
 	return false;
 }
 
+/* Node g >= 1: a secondary on port[g - 1] that fences node g - 1. */
+static pid_t reprotect__node(unsigned int g, char port[][16],
+			     char blk[][PATH_MAX], char out[][PATH_MAX],
+			     char *fence, pid_t prev, char *oport,
+			     char *records)
+{
+	char *argv[32] = { exe, "secondary", "--port", port[g - 1],
+			   "--block", blk[g], "--observer", "127.0.0.1",
+			   "--observer-port", oport, "--records", records,
+			   "--timeout", "1000", "--stats", "0", "--fence", fence,
+			   "--fence-timeout", "2000" };
+	unsigned int a = 20;
+
+	snprintf(fence, 512, STONITH, prev, prev, prev);
+	if (g < NODES - 1) {
+		argv[a++] = "--peer";
+		argv[a++] = "127.0.0.1";
+		argv[a++] = "--peer-port";
+		argv[a++] = port[g];
+		argv[a++] = "--rejoin";
+		argv[a++] = "200";
+	}
+	return spawn(out[g], argv);
+}
+
 static void test_reprotect(uint64_t seed)
 {
-	char port[GENERATIONS + 1][16], blk[GENERATIONS + 1][PATH_MAX];
-	char out[GENERATIONS + 1][PATH_MAX], fence[GENERATIONS + 1][512];
-	char oport[16], records[16], sseed[32], why[256] = "";
-	pid_t pid[GENERATIONS + 1] = { 0 };
+	char port[NODES][16], blk[NODES][PATH_MAX], out[NODES][PATH_MAX];
+	char fence[NODES][512], oport[16], records[16], sseed[32];
+	char why[256] = "";
+	pid_t pid[NODES] = { 0 };
 	unsigned int g, dups = 0, n;
+	int st = -1, st_last = -1;
 	struct run run;
-	int st = -1;
 	bool ok = true;
 
 	run__observer(&run, 7940);
@@ -738,7 +765,7 @@ static void test_reprotect(uint64_t seed)
 	snprintf(oport, sizeof(oport), "%d", run.port + 1);
 	snprintf(records, sizeof(records), "%d", REJOIN_RECORDS);
 	snprintf(sseed, sizeof(sseed), "%llu", (unsigned long long)seed);
-	for (g = 0; g <= GENERATIONS; g++) {
+	for (g = 0; g < NODES; g++) {
 		snprintf(port[g], sizeof(port[g]), "%d", run.port + 2 + g);
 		snprintf(blk[g], sizeof(blk[g]), "%s/gen%u.img", dir, g);
 		snprintf(out[g], sizeof(out[g]), "%s/gen%u.out", dir, g);
@@ -753,34 +780,19 @@ static void test_reprotect(uint64_t seed)
 
 		pid[0] = spawn(out[0], argv);
 	}
+	pid[1] = reprotect__node(1, port, blk, out, fence[1], pid[0], oport,
+				 records);
 	for (g = 1; ok && g <= GENERATIONS; g++) {
-		/* Node g waits on the port node g - 1 was told of. */
-		char *argv[32] = { exe, "secondary", "--port", port[g - 1],
-				   "--block", blk[g], "--observer", "127.0.0.1",
-				   "--observer-port", oport, "--records",
-				   records, "--timeout", "1000", "--stats", "0",
-				   "--fence", fence[g], "--fence-timeout", "2000" };
-		unsigned int a = 20;
-
-		snprintf(fence[g], sizeof(fence[g]), STONITH, pid[g - 1],
-			 pid[g - 1], pid[g - 1]);
-		if (g < GENERATIONS) {
-			argv[a++] = "--peer";
-			argv[a++] = "127.0.0.1";
-			argv[a++] = "--peer-port";
-			argv[a++] = port[g];
-			argv[a++] = "--rejoin";
-			argv[a++] = "200";
-		}
-		pid[g] = spawn(out[g], argv);
 		/* Node g - 1 runs protected by node g. */
-		if (!wait_file_has(out[g - 1], "running protected", 120,
-				   pid[g - 1])) {
+		if (!wait_file_has(out[g - 1], "running protected", 120)) {
 			snprintf(why, sizeof(why), "node %u was not protected by node %u",
 				 g - 1, g);
 			ok = false;
 			break;
 		}
+		/* Node g + 1 waits for node g to take over. */
+		pid[g + 1] = reprotect__node(g + 1, port, blk, out, fence[g + 1],
+					     pid[g], oport, records);
 		/* Some output while protected, then the kill. */
 		n = lines(run.log) + 10;
 		run.primary = pid[g - 1];
@@ -793,29 +805,47 @@ static void test_reprotect(uint64_t seed)
 		kill(pid[g - 1], SIGKILL);
 		reap(pid[g - 1], 10);
 		pid[g - 1] = 0;
-		if (!wait_file_has(out[g], "takeover: resuming", 60, pid[g])) {
+		if (!wait_file_has(out[g], "takeover: resuming", 60)) {
 			snprintf(why, sizeof(why), "node %u did not take over", g);
 			ok = false;
 		}
 	}
-	if (ok)
+	/* The last node that took over, protected, finishes the guest. */
+	if (ok && !wait_file_has(out[GENERATIONS], "running protected", 120)) {
+		snprintf(why, sizeof(why), "node %u was not protected by node %u",
+			 GENERATIONS, GENERATIONS + 1);
+		ok = false;
+	}
+	if (ok) {
 		st = reap(pid[GENERATIONS], 300);
-	for (g = 0; g <= GENERATIONS; g++)
-		if (pid[g])
-			reap(pid[g], 1);
+		st_last = reap(pid[GENERATIONS + 1], 60);
+		pid[GENERATIONS] = pid[GENERATIONS + 1] = 0;
+	}
+	for (g = 0; g < NODES; g++)
+		if (pid[g] > 0) {
+			kill(pid[g], SIGKILL);
+			reap(pid[g], 5);
+		}
 	run__stop_observer(&run);
 	if (ok && !(exited(st, 0) && file_has(out[GENERATIONS], "verify: ok"))) {
 		snprintf(why, sizeof(why), "the last node's guest did not finish well (status %#x)",
 			 st);
 		ok = false;
 	}
+	if (ok && !(exited(st_last, 0) &&
+		    file_has(out[GENERATIONS + 1], "the primary finished the guest") &&
+		    !file_has(out[GENERATIONS + 1], "takeover:"))) {
+		snprintf(why, sizeof(why), "the last node's secondary did not stand down when the guest finished (status %#x)",
+			 st_last);
+		ok = false;
+	}
 	ok = ok && run__check_stream(&run, GENERATIONS, &dups, why,
 				     sizeof(why));
-	tap(ok, "re-protection, %d generations: guest seed %llu, each node killed once protected by a fresh secondary; the last finished; %u record(s) replayed%s%s",
+	tap(ok, "re-protection, %d generations: guest seed %llu, each node killed once protected by a fresh secondary; the last finished, and its secondary stood down; %u record(s) replayed%s%s",
 	    GENERATIONS, (unsigned long long)seed, dups, *why ? "; " : "",
 	    why);
 	if (!ok) {
-		for (g = 0; g <= GENERATIONS; g++) {
+		for (g = 0; g < NODES; g++) {
 			diag("node %u said:", g);
 			dump(out[g]);
 		}
