@@ -102,10 +102,16 @@ static void link__lost_locked(uint64_t seq, const char *why)
 	pthread_cond_broadcast(&rlink.acked);
 }
 
+/* When the grace after the lost link is over (lost_at must be set). */
+static uint64_t link__grace_end(void)
+{
+	return rlink.lost_at + rlink.grace_ms * 1000000ULL;
+}
+
 /* At a sync point, with the VM stopped, once the link is down. */
 static void link__unprotected(uint64_t seq)
 {
-	uint64_t until = rlink.lost_at + rlink.grace_ms * 1000000ULL, now;
+	uint64_t until = link__grace_end(), now;
 
 	if (rlink.unprotected || !rlink.lost_at)
 		return;
@@ -576,8 +582,7 @@ static void *link__rejoin(void *arg)
 		joining = rlink.joining;
 		idle = !rlink.up && !joining &&
 		       (rlink.unprotected ||
-			(rlink.lost_at && now_ns() >= rlink.lost_at +
-			 rlink.grace_ms * 1000000ULL));
+			(rlink.lost_at && now_ns() >= link__grace_end()));
 		pthread_mutex_unlock(&rlink.lock);
 		if (joining)
 			vmm__request_checkpoint(vmm, true);

@@ -853,13 +853,35 @@ static void test_reprotect(uint64_t seed)
 }
 
 /*
+ * How a broken link ended: the secondary fenced the primary and took over
+ * (takeover; the primary was killed, at most one record a vCPU replayed),
+ * or it refused and the primary ran on unprotected to a verified end (no
+ * replay).  Either way the observer's stream is whole.
+ */
+static bool run__outcome(const struct run *run, bool takeover, int st_sec,
+			 int st_pri, char *why, size_t whylen)
+{
+	unsigned int dups = 0;
+
+	if (takeover)
+		return exited(st_sec, 0) && file_has(run->sec_err, "takeover:") &&
+		       file_has(run->sec_err, "verify: ok") &&
+		       st_pri != -1 && WIFSIGNALED(st_pri) &&
+		       run__check_stream(run, 1, &dups, why, whylen);
+	return exited(st_sec, 3) &&
+	       file_has(run->sec_err, "refusing to take over") &&
+	       exited(st_pri, 0) && file_has(run->pri_err, "UNPROTECTED") &&
+	       file_has(run->pri_err, "verify: ok") &&
+	       run__check_stream(run, 0, &dups, why, whylen);
+}
+
+/*
  * The link breaks while both ends live (SIGUSR1 makes the primary cut it).
  * fence: NULL (none), STONITH, or a command that fails.
  */
 static void split_brain(const char *name, const char *fence, bool takeover)
 {
 	char why[256] = "";
-	unsigned int dups = 0;
 	struct run run;
 	int st_sec, st_pri;
 	bool ok;
@@ -875,17 +897,7 @@ static void split_brain(const char *name, const char *fence, bool takeover)
 	st_pri = reap(run.primary, 300);
 	run__stop_observer(&run);
 
-	if (takeover)
-		ok = exited(st_sec, 0) && file_has(run.sec_err, "takeover:") &&
-		     file_has(run.sec_err, "verify: ok") &&
-		     st_pri != -1 && WIFSIGNALED(st_pri) &&
-		     run__check_stream(&run, 1, &dups, why, sizeof(why));
-	else
-		ok = exited(st_sec, 3) &&
-		     file_has(run.sec_err, "refusing to take over") &&
-		     exited(st_pri, 0) && file_has(run.pri_err, "UNPROTECTED") &&
-		     file_has(run.pri_err, "verify: ok") &&
-		     run__check_stream(&run, 0, &dups, why, sizeof(why));
+	ok = run__outcome(&run, takeover, st_sec, st_pri, why, sizeof(why));
 	tap(ok, "split brain, %s: %s%s%s", name,
 	    takeover ? "secondary fenced the primary and took over" :
 		       "secondary refused, primary ran on unprotected",
@@ -930,7 +942,7 @@ static unsigned int records_between(const struct run *run, uint64_t from,
 static void silent_partition(bool fenced)
 {
 	/* Its own veth names, apart from the observer outage's 100 to 249. */
-	unsigned int n = 252 + fenced, dups = 0;
+	unsigned int n = 252 + fenced;
 	char port[16], oport[16], records[16], sblk[PATH_MAX], fence[600];
 	char listen[32], cut[64], why[256] = "", what[160];
 	char *argv[] = { exe, "secondary", "--port", port, "--block", sblk,
@@ -982,19 +994,9 @@ static void silent_partition(bool fenced)
 				t_cut + (fenced ? 300000000000ULL :
 					 11000000000ULL));
 	ms = takeover_ms(&run, what, sizeof(what));
-	if (fenced)
-		ok = exited(st_sec, 0) && file_has(run.sec_err, "takeover:") &&
-		     file_has(run.sec_err, "verify: ok") && ms >= 0 &&
-		     ms < 1000 + 2000 + 300 && st_pri != -1 &&
-		     WIFSIGNALED(st_pri) &&
-		     !file_has(run.pri_err, "UNPROTECTED") &&
-		     run__check_stream(&run, 1, &dups, why, sizeof(why));
-	else
-		ok = exited(st_sec, 3) &&
-		     file_has(run.sec_err, "refusing to take over") &&
-		     exited(st_pri, 0) && file_has(run.pri_err, "UNPROTECTED") &&
-		     file_has(run.pri_err, "verify: ok") &&
-		     run__check_stream(&run, 0, &dups, why, sizeof(why));
+	ok = (!fenced || (ms >= 0 && ms < 1000 + 2000 + 300 &&
+			  !file_has(run.pri_err, "UNPROTECTED"))) &&
+	     run__outcome(&run, fenced, st_sec, st_pri, why, sizeof(why));
 	if (early) {
 		snprintf(why, sizeof(why), "%u record(s) from the primary reached the observer %s after the cut, unacknowledged",
 			 early, fenced ? "later than 0.1 s" : "between 0.1 and 11 s");
