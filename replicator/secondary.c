@@ -291,6 +291,14 @@ static int secondary__shadow(const struct options *o, struct replica *rep,
 
 	if (!tsc_khz)
 		return 0;	/* wire__hello_check() refuses it */
+	/* A primary that joins again (after a bad record) meets the same VM. */
+	if (rep->shadow) {
+		if (tsc_khz == rep->tsc_khz)
+			return 0;
+		snprintf(why, len, "the guest's TSC rate of %u kHz is not the %u kHz of this secondary's VM",
+			 tsc_khz, rep->tsc_khz);
+		return -EINVAL;
+	}
 	r = kvm__check_tsc_khz(tsc_khz, why, len);
 	if (r)
 		return r;
@@ -471,8 +479,8 @@ int secondary__main(const struct options *o)
 {
 	static struct replica rep;
 	uint64_t max_len = o->vm.mem_size + o->vm.mem_size / 256 + (1 << 20);
-	int64_t offset = INT64_MAX;
-	bool warned = false;
+	bool warned, rejoin = false;
+	int64_t offset;
 	uint64_t last_heard;
 	uint32_t grace_ms;
 	struct msg_hdr h;
@@ -493,9 +501,16 @@ int secondary__main(const struct options *o)
 		    strerror(-lfd));
 	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
 	info_msg("waiting for the primary on %s port %d", o->listen, o->port);
+pair:
 	r = secondary__pair(o, lfd, &l, peer, sizeof(peer));
-	if (r)
+	if (r && !rejoin)
 		die("no primary connected: %s", strerror(-r));
+	if (r) {
+		warn_msg("the primary did not join again (%s); standing down",
+			 strerror(-r));
+		close(lfd);
+		return EXIT_REFUSED;
+	}
 	l.send_timeout_ms = o->timeout_ms;
 	grace_ms = secondary__hello(o, &l, &rep);
 	if (!grace_ms) {
@@ -504,6 +519,8 @@ int secondary__main(const struct options *o)
 	}
 
 	last_heard = now_ns();
+	offset = INT64_MAX;
+	warned = false;
 	for (;;) {
 		/* The first, full, checkpoint takes the primary a while. */
 		r = wire__recv(&l, &h, &buf, &cap, max_len,
@@ -521,15 +538,18 @@ int secondary__main(const struct options *o)
 			 * A record that fails authentication was sent by
 			 * someone: the path is attacked or damaged, and the
 			 * primary may well be alive.  TLS ends the session.
-			 * Fencing would kill a healthy primary, so stand
-			 * down; the primary goes on unprotected after its
-			 * grace, and a new secondary must join it.
+			 * Fencing would kill a healthy primary, so this
+			 * secondary stands down without fencing.  The primary
+			 * goes on unprotected after its grace and joins again
+			 * (--rejoin): listen for it, with the same key, and
+			 * start again from its full checkpoint.
 			 */
-			warn_msg("replication link: %s after checkpoint %llu: the link is attacked or damaged, not the primary dead; standing down without fencing",
+			warn_msg("replication link: %s after checkpoint %llu: the link is attacked or damaged, not the primary dead; standing down without fencing, and listening for the primary to join again",
 				 wire__strerror(r), (unsigned long long)rep.seq);
 			wire__link_close(&l);
-			close(lfd);
-			return EXIT_REFUSED;
+			rep.valid = false;
+			rejoin = true;
+			goto pair;
 		}
 		if (r) {
 			warn_msg("replication link: %s", wire__strerror(r));

@@ -38,6 +38,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1425,6 +1426,31 @@ static int demo(uint64_t seed)
 	return exited(st, 0) ? 0 : 1;
 }
 
+static pid_t dir_owner;
+
+static int dir_remove(const char *path, const struct stat *st, int flag,
+		      struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/*
+ * The test's files (its key, disks, logs) go with it, unless a case
+ * failed; a forked child's exit leaves them alone.
+ */
+static void dir_cleanup(void)
+{
+	if (getpid() != dir_owner)
+		return;
+	if (failed)
+		printf("# files kept in %s\n", dir);
+	else
+		nftw(dir, dir_remove, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed = 0;
@@ -1482,6 +1508,8 @@ int main(int argc, char **argv)
 	snprintf(exe_hooks, sizeof(exe_hooks), "%s-test", exe);
 	snprintf(dir, sizeof(dir), "/tmp/kemari-ft-%d", getpid());
 	mkdir(dir, 0755);
+	dir_owner = getpid();
+	atexit(dir_cleanup);
 	snprintf(psk_file, sizeof(psk_file), "%s/psk", dir);
 	if (write_psk(psk_file, "kemari-ft", 0600))
 		die("cannot write %s: %m", psk_file);

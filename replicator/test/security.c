@@ -566,13 +566,14 @@ static bool fd_full(int fd, void *buf, size_t n, bool wr)
 /*
  * A man in the middle, primary to secondary, TLS record by TLS record.
  * After SIGUSR1 the next application-data record is changed in one byte
- * (replay false) or sent twice (replay true).
+ * (MITM_TAMPER) or sent twice (MITM_REPLAY).
  */
-static void mitm_forward(int from, int to, bool replay)
+enum { MITM_TAMPER, MITM_REPLAY };
+
+static void mitm_forward(int from, int to, int how)
 {
 	static uint8_t rec[5 + 18432];
 
-	signal(SIGUSR1, on_meddle);
 	for (;;) {
 		size_t len;
 
@@ -583,7 +584,7 @@ static void mitm_forward(int from, int to, bool replay)
 			break;
 		if (meddle && rec[0] == 23 && len > 32) {
 			meddle = 0;
-			if (!replay)
+			if (how == MITM_TAMPER)
 				rec[5 + len / 2] ^= 0x40;
 			else if (!fd_full(to, rec, 5 + len, true))
 				break;
@@ -608,11 +609,47 @@ static void mitm_copy(int from, int to)
 }
 
 /*
+ * The man in the middle: the primary's connections, forwarded to the
+ * secondary.  The first one's forwarder meddles after SIGUSR1 (sent to
+ * the whole group); the second, the primary joining again, is forwarded
+ * as it is.
+ */
+static void mitm_run(int lfd, int sport, bool replay)
+{
+	int n;
+
+	setpgid(0, 0);
+	signal(SIGUSR1, SIG_IGN);
+	for (n = 0; n < 2; n++) {
+		int c = wire__accept(lfd, 60000);
+		int s = c < 0 ? -1 : wire__connect("127.0.0.1", sport, 10000);
+
+		if (c < 0 || s < 0)
+			break;
+		if (fork() == 0) {
+			/* This one forwards the primary's records; a child copies back. */
+			if (fork() == 0)
+				mitm_copy(s, c);
+			if (n == 0)
+				signal(SIGUSR1, on_meddle);
+			mitm_forward(c, s, replay ? MITM_REPLAY : MITM_TAMPER);
+		}
+		close(c);
+		close(s);
+	}
+	while (wait(NULL) > 0)
+		;
+	_exit(0);
+}
+
+/*
  * A record changed, or replayed, in the middle of a protected run.  TLS
  * refuses it and ends the session.  The secondary must not fence: the
- * primary is alive (someone sent that record).  It stands down, and the
- * primary, having lost its secondary, holds its output for the grace and
- * then goes on unprotected to the guest's end.
+ * primary is alive (someone sent that record).  It stands down without
+ * fencing and listens again; the primary, having lost its secondary,
+ * holds its output for the grace, goes on unprotected, and joins the
+ * secondary again (--rejoin), which is protected again from a full
+ * checkpoint until the guest's end.
  */
 static void tampered_link(bool replay)
 {
@@ -624,8 +661,8 @@ static void tampered_link(bool replay)
 			sblk, "--timeout", "1000", "--fence", fence,
 			"--fence-timeout", "1000", "--stats", "0", NULL };
 	char *pri[] = { exe, "primary", "--peer", "127.0.0.1", "--port",
-			(char *)mport, "--block", pblk, "--records", "100",
-			"--stats", "0", NULL };
+			(char *)mport, "--block", pblk, "--records", "400",
+			"--rejoin", "200", "--stats", "0", NULL };
 	pid_t spid, ppid, mitm;
 	int lfd, st_sec, st_pri, i;
 	bool protected = false, ok;
@@ -643,17 +680,9 @@ static void tampered_link(bool replay)
 	if (lfd < 0)
 		die("mitm: cannot listen");
 	mitm = fork();
-	if (mitm == 0) {
-		int c = wire__accept(lfd, 30000);
-		int s = wire__connect("127.0.0.1", atoi(sport), 10000);
-
-		if (c < 0 || s < 0)
-			_exit(1);
-		/* This process forwards the primary's records; a child copies back. */
-		if (fork() == 0)
-			mitm_copy(s, c);
-		mitm_forward(c, s, replay);
-	}
+	if (mitm == 0)
+		mitm_run(lfd, atoi(sport), replay);
+	setpgid(mitm, mitm);
 	close(lfd);
 	ppid = spawn(pout, pri);
 	for (i = 0; i < 600 && !protected; i++) {
@@ -662,18 +691,22 @@ static void tampered_link(bool replay)
 	}
 	usleep(300000);
 	if (protected)
-		kill(mitm, SIGUSR1);	/* the primary-to-secondary forwarder */
-	st_sec = reap(spid, 120);
+		kill(-mitm, SIGUSR1);	/* the first connection's forwarder */
 	st_pri = reap(ppid, 300);
-	kill(mitm, SIGKILL);
+	st_sec = reap(spid, 60);
+	kill(-mitm, SIGKILL);
 	waitpid(mitm, NULL, 0);
 
-	ok = protected && exited(st_sec, 3) &&
+	ok = protected && exited(st_sec, 0) &&
 	     file_has(sout, "TLS record failed authentication") &&
-	     file_has(sout, "standing down without fencing") &&
+	     file_has(sout, "standing down without fencing, and listening") &&
+	     file_has(sout, "finished the guest") &&
 	     access(fenced, F_OK) && exited(st_pri, 0) &&
-	     file_has(pout, "UNPROTECTED") && file_has(pout, "verify: ok");
-	tap(ok, "security, %s record mid-run: refused by TLS; the secondary stands down without fencing and the primary goes on unprotected after its grace",
+	     file_has(pout, "UNPROTECTED") &&
+	     file_has(pout, "re-protection: the secondary at") &&
+	     count_lines(pout, "running protected") == 2 &&
+	     file_has(pout, "verify: ok");
+	tap(ok, "security, %s record mid-run: refused by TLS; the secondary stands down without fencing and listens again, and the primary, unprotected after its grace, joins it again and is protected to the guest's end",
 	    replay ? "a replayed" : "a tampered");
 	if (!ok) {
 		dump(sout);
