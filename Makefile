@@ -27,12 +27,13 @@ selftests: kernel
 	$(S)/build-selftests.sh
 userspace: kernel
 	$(S)/build-userspace.sh
-# QEMU's Kemari mode goes into the kemari kernel's initramfs only.
+# QEMU: its Kemari mode goes into the kemari kernel's initramfs only, and
+# the same binary (TCG) is the emulator every boot runs on (boot.sh).
 qemu: deps
 	$(S)/qemu-fetch.sh
 	$(S)/qemu-apply.sh
 	$(S)/build-qemu.sh
-initramfs: selftests userspace $(if $(filter kemari,$(or $(KEMARI_VARIANT),kemari)),qemu)
+initramfs: selftests userspace qemu
 	$(S)/mkinitramfs.sh
 
 # checkpatch on the exported series, and the docs.
@@ -66,11 +67,11 @@ fuzz: userspace
 # Long runs, never part of make check: the golden cases and the freeze
 # stress over and over on both kernels, single- and multi-threaded TCG
 # (tests/soak.list, scripts/soak.sh).
-soak: lint
+soak: lint qemu
 	$(S)/soak.sh
 # The control for the golden flakes: golden_signal (no Kemari) on the
 # unpatched base and on the kemari kernel (tests/soak-base.list).
-soak-base: lint
+soak-base: lint qemu
 	$(S)/deps.sh
 	$(S)/fetch.sh
 	KEMARI_VARIANT=kemari $(MAKE) --no-print-directory initramfs
@@ -81,8 +82,7 @@ test-regression: initramfs
 	$(S)/run-tests.sh regression
 
 # The regression set on the unpatched base (to re-derive tests/regression.list).
-base-check:
-	$(S)/deps.sh
+base-check: qemu
 	$(S)/fetch.sh
 	KEMARI_VARIANT=base $(S)/build-kernel.sh
 	KEMARI_VARIANT=base $(S)/build-selftests.sh

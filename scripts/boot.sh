@@ -8,15 +8,28 @@
 # failovers, the golden-test flake) and the whole test VM once reset
 # silently; 100 failovers in a row passed single-threaded, which was also
 # faster.  KEMARI_QEMU_ACCEL overrides it.
+#
+# The emulator (L0) is the QEMU that make qemu builds, with TCG and the
+# fix of patches/qemu 0007 (an event injected at VMRUN was delivered
+# twice); Debian's qemu-system-x86_64 lacks it.  KEMARI_L0_QEMU names
+# another binary (its firmware in share/ beside it, or in ../share/qemu
+# and ../share/seabios as Debian installs them).
 . "$(dirname "$0")/lib.sh"
 
 mode=${1:?usage: boot.sh MODE}
 logf=$OUT/$mode.log
 log "booting $VARIANT kernel, mode $mode (log: $logf)"
 
+l0=$(command -v "${KEMARI_L0_QEMU:-$QOUT/qemu-system-x86_64}") ||
+	die "no emulator ${KEMARI_L0_QEMU:-$QOUT/qemu-system-x86_64}: run 'make qemu'"
+fw=()
+for d in "$(dirname "$l0")/share" "$(dirname "$l0")/../share/qemu" \
+	 "$(dirname "$l0")/../share/seabios"; do
+	[ -d "$d" ] && fw+=(-L "$d")
+done
 rc=0
 timeout -s KILL "${KEMARI_BOOT_TIMEOUT:-2400}" \
-	qemu-system-x86_64 -accel "${KEMARI_QEMU_ACCEL:-tcg,thread=single}" -cpu EPYC,+svm,+npt \
+	"$l0" "${fw[@]}" -accel "${KEMARI_QEMU_ACCEL:-tcg,thread=single}" -cpu EPYC,+svm,+npt \
 	-smp 2 -m 4096 -nographic -no-reboot -nodefaults -serial stdio \
 	-kernel "$OUT/bzImage" -initrd "$OUT/initramfs.gz" \
 	-append "console=ttyS0 panic=-1 quiet kemari_mode=$mode kemari_timeout=${KEMARI_TEST_TIMEOUT:-600}" \

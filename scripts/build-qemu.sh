@@ -1,13 +1,16 @@
 #!/bin/bash
-# Build qemu-system-x86_64 from $QSRC out of tree in $QOBJ, KVM only, with
-# ccache, and stage it with its firmware in $QOUT for the initramfs.
+# Build qemu-system-x86_64 from $QSRC out of tree in $QOBJ, with KVM and
+# TCG, with ccache, and stage it with its firmware in $QOUT.  One binary,
+# two roles: QEMU's Kemari mode in the kemari kernel's initramfs (KVM), and
+# the emulator that scripts/boot.sh boots every test kernel on (TCG, with
+# the SVM fix of patches/qemu 0007).
 # configure runs again only when its arguments change; ninja then rebuilds
 # only what a changed file touches.
 . "$(dirname "$0")/lib.sh"
 
 args=(
 	--target-list=x86_64-softmmu --without-default-features
-	--enable-kvm --disable-tcg --enable-replication --enable-gnutls
+	--enable-kvm --enable-tcg --enable-replication --enable-gnutls
 	--enable-fdt=system --disable-docs --disable-tools --disable-werror
 	"--cc=ccache gcc" "--host-cc=gcc" "--extra-cflags=-g0"
 )
