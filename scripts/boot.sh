@@ -3,11 +3,12 @@
 # nested paging, so KVM runs inside) in mode $1; the serial console goes to
 # $OUT/<mode>.log.  A hung guest is killed after KEMARI_BOOT_TIMEOUT seconds.
 #
-# TCG runs single-threaded by default: with thread=multi (QEMU 7.2) nested
-# SVM guests took spurious exceptions and triple faults (2 in 60 replicator
-# failovers, the golden-test flake) and the whole test VM once reset
-# silently; 100 failovers in a row passed single-threaded, which was also
-# faster.  KEMARI_QEMU_ACCEL overrides it.
+# TCG runs single-threaded by default: with thread=multi (Debian's QEMU
+# 7.2, before patches/qemu 0007) nested SVM guests took spurious
+# exceptions and triple faults (2 in 60 replicator failovers, the
+# golden-test flake) and the whole test VM once reset silently; 100
+# failovers in a row passed single-threaded, which was also faster.  Not
+# measured again with 0007.  KEMARI_QEMU_ACCEL overrides it.
 #
 # The emulator (L0) is the QEMU that make qemu builds, with TCG and the
 # fix of patches/qemu 0007 (an event injected at VMRUN was delivered
@@ -21,7 +22,8 @@ logf=$OUT/$mode.log
 log "booting $VARIANT kernel, mode $mode (log: $logf)"
 
 l0=$(command -v "${KEMARI_L0_QEMU:-$QOUT/qemu-system-x86_64}") ||
-	die "no emulator ${KEMARI_L0_QEMU:-$QOUT/qemu-system-x86_64}: run 'make qemu'"
+	die "no emulator ${KEMARI_L0_QEMU:-$QOUT/qemu-system-x86_64}: ${KEMARI_L0_QEMU:+check KEMARI_L0_QEMU, or }run 'make qemu'"
+log "emulator: $l0 ($("$l0" --version | head -1))"
 fw=()
 for d in "$(dirname "$l0")/share" "$(dirname "$l0")/../share/qemu" \
 	 "$(dirname "$l0")/../share/seabios"; do
