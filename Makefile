@@ -71,7 +71,7 @@ soak: lint qemu
 	$(S)/soak.sh
 # The control for the golden flakes: golden_signal (no Kemari) on the
 # unpatched base and on the kemari kernel (tests/soak-base.list).
-soak-base: lint qemu
+soak-base: lint
 	$(S)/deps.sh
 	$(S)/fetch.sh
 	KEMARI_VARIANT=kemari $(MAKE) --no-print-directory initramfs

@@ -24,9 +24,9 @@ log "booting $VARIANT kernel, mode $mode (log: $logf)"
 l0=$(command -v "${KEMARI_L0_QEMU:-$QOUT/qemu-system-x86_64}") ||
 	die "no emulator ${KEMARI_L0_QEMU:-$QOUT/qemu-system-x86_64}: ${KEMARI_L0_QEMU:+check KEMARI_L0_QEMU, or }run 'make qemu'"
 log "emulator: $l0 ($("$l0" --version | head -1))"
+bin=$(dirname "$l0")
 fw=()
-for d in "$(dirname "$l0")/share" "$(dirname "$l0")/../share/qemu" \
-	 "$(dirname "$l0")/../share/seabios"; do
+for d in "$bin/share" "$bin/../share/qemu" "$bin/../share/seabios"; do
 	[ -d "$d" ] && fw+=(-L "$d")
 done
 rc=0
