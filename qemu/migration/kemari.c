@@ -19,12 +19,27 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/error-report.h"
+#include "qemu/lockable.h"
 #include "qemu/main-loop.h"
+#include "qemu/timer.h"
+#include "io/channel-socket.h"
+#include "io/channel-tls.h"
 #include "migration.h"
 #include "migration/colo.h"
+#include "migration/failover.h"
+#include "qemu-file.h"
 #include "sysemu/kemari.h"
 #include "sysemu/runstate.h"
 #include "kemari.h"
+
+/*
+ * The primary's view of its secondary, in the COLO thread (and the main
+ * loop, with the BQL, for the timer).
+ */
+static struct {
+    QEMUTimer *ack_timer;   /* armed while a checkpoint is not yet loaded */
+    uint64_t acked;         /* checkpoints the secondary has loaded */
+} kemari_link;
 
 bool migrate_kemari(void)
 {
@@ -74,12 +89,135 @@ bool kemari_caps_check(bool *cap_list, Error **errp)
     return true;
 }
 
+/*
+ * The main loop, with the BQL: a checkpoint has gone unloaded for
+ * x-kemari-ack-timeout.  Shut the link down as yank would, so that the
+ * COLO thread's send or receive fails and the secondary counts as lost.
+ */
+static void kemari_ack_timeout(void *opaque)
+{
+    MigrationState *s = opaque;
+
+    error_report("kemari: checkpoint %" PRIu64 " not loaded by the secondary "
+                 "within %u ms: giving up on it", kemari_link.acked + 1,
+                 s->kemari_ack_timeout_ms);
+    WITH_QEMU_LOCK_GUARD(&s->qemu_file_lock) {
+        if (s->to_dst_file) {
+            qemu_file_shutdown(s->to_dst_file);
+        }
+    }
+    if (s->rp_state.from_dst_file) {
+        qemu_file_shutdown(s->rp_state.from_dst_file);
+    }
+}
+
+/*
+ * A TCP link also gives up on data that the secondary's host does not
+ * acknowledge (a host that lost its power sends no FIN) after the ack
+ * timeout, in send() as in the kernel's retransmissions.
+ */
+static void kemari_link_user_timeout(MigrationState *s)
+{
+    QIOChannel *ioc = qemu_file_get_ioc(s->to_dst_file);
+    QIOChannelSocket *sioc;
+    unsigned int ms = s->kemari_ack_timeout_ms;
+
+    if (object_dynamic_cast(OBJECT(ioc), TYPE_QIO_CHANNEL_TLS)) {
+        ioc = QIO_CHANNEL_TLS(ioc)->master;
+    }
+    if (!ms || !object_dynamic_cast(OBJECT(ioc), TYPE_QIO_CHANNEL_SOCKET)) {
+        return;
+    }
+    sioc = QIO_CHANNEL_SOCKET(ioc);
+    if (sioc->localAddr.ss_family != AF_INET &&
+        sioc->localAddr.ss_family != AF_INET6) {
+        return;
+    }
+    if (setsockopt(sioc->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms,
+                   sizeof(ms)) < 0) {
+        warn_report("kemari: cannot set the link's TCP user timeout: %s",
+                    strerror(errno));
+    }
+}
+
 /* colo_process_checkpoint(), with the BQL: protection starts. */
 void kemari_colo_primary_start(MigrationState *s)
 {
     if (migrate_kemari()) {
+        kemari_link.acked = 0;
+        if (!kemari_link.ack_timer) {
+            kemari_link.ack_timer = timer_new_ms(QEMU_CLOCK_REALTIME,
+                                                 kemari_ack_timeout, s);
+        }
+        kemari_link_user_timeout(s);
         kvm_kemari_set_checkpoint(colo_checkpoint_notify, s);
     }
+}
+
+/* colo_do_checkpoint_transaction(), without the BQL: a checkpoint starts. */
+void kemari_colo_transaction_begin(MigrationState *s)
+{
+    if (migrate_kemari() && s->kemari_ack_timeout_ms) {
+        timer_mod(kemari_link.ack_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                  s->kemari_ack_timeout_ms);
+    }
+}
+
+/*
+ * colo_process_checkpoint(), without the BQL, when COLO's loop has
+ * ended.  If the link failed (not a failover on request, not a cancel),
+ * the secondary may be taking over from the last checkpoint it loaded,
+ * so nothing of the guest's may go out: its vCPUs stay frozen, as COLO
+ * leaves them, for x-kemari-grace, long enough for the secondary's side
+ * to fence this host.  A primary still alive after that goes on
+ * unprotected, by the failover that x-colo-lost-heartbeat would start,
+ * and says so.  With x-kemari-grace 0 it waits for that command.  The
+ * grace counts from the loss, on this host's monotonic clock, as the
+ * reference replicator's --grace does.
+ */
+void kemari_colo_primary_lost(MigrationState *s)
+{
+    int64_t end;
+
+    if (!migrate_kemari()) {
+        return;
+    }
+    qemu_mutex_lock_iothread();
+    timer_del(kemari_link.ack_timer);
+    qemu_mutex_unlock_iothread();
+    if (failover_get_state() != FAILOVER_STATUS_NONE ||
+        s->state != MIGRATION_STATUS_COLO) {
+        return;
+    }
+    if (!s->kemari_grace_ms) {
+        error_report("kemari: lost the secondary after checkpoint %" PRIu64
+                     ": the guest is held until x-colo-lost-heartbeat",
+                     kemari_link.acked);
+        return;
+    }
+    error_report("kemari: lost the secondary after checkpoint %" PRIu64
+                 ": the guest is held for %u ms, to be fenced",
+                 kemari_link.acked, s->kemari_grace_ms);
+    end = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + s->kemari_grace_ms;
+    while (failover_get_state() == FAILOVER_STATUS_NONE &&
+           s->state == MIGRATION_STATUS_COLO) {
+        int64_t left = end - qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+
+        if (left <= 0) {
+            break;
+        }
+        g_usleep(MIN(left, 100) * 1000);
+    }
+    qemu_mutex_lock_iothread();
+    if (failover_get_state() == FAILOVER_STATUS_NONE &&
+        s->state == MIGRATION_STATUS_COLO) {
+        error_report("kemari: not fenced within %u ms: the guest runs "
+                     "UNPROTECTED from checkpoint %" PRIu64 " on",
+                     s->kemari_grace_ms, kemari_link.acked);
+        failover_request_active(NULL);
+    }
+    qemu_mutex_unlock_iothread();
 }
 
 /*
@@ -112,7 +250,17 @@ void kemari_colo_freeze(void)
  */
 int kemari_colo_commit(void)
 {
-    return migrate_kemari() ? kvm_kemari_checkpoint_commit() : 0;
+    int ret;
+
+    if (!migrate_kemari()) {
+        return 0;
+    }
+    timer_del(kemari_link.ack_timer);
+    ret = kvm_kemari_checkpoint_commit();
+    if (ret == 0) {
+        kemari_link.acked++;
+    }
+    return ret;
 }
 
 /*
