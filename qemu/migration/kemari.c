@@ -38,6 +38,7 @@
  */
 static struct {
     QEMUTimer *ack_timer;   /* armed while a checkpoint is not yet loaded */
+    bool gave_up;           /* the timer fired for this checkpoint */
     uint64_t acked;         /* checkpoints the secondary has loaded */
 } kemari_link;
 
@@ -98,6 +99,7 @@ static void kemari_ack_timeout(void *opaque)
 {
     MigrationState *s = opaque;
 
+    kemari_link.gave_up = true;
     error_report("kemari: checkpoint %" PRIu64 " not loaded by the secondary "
                  "within %u ms: giving up on it", kemari_link.acked + 1,
                  s->kemari_ack_timeout_ms);
@@ -144,20 +146,29 @@ static void kemari_link_user_timeout(MigrationState *s)
 void kemari_colo_primary_start(MigrationState *s)
 {
     if (migrate_kemari()) {
-        kemari_link.acked = 0;
-        if (!kemari_link.ack_timer) {
-            kemari_link.ack_timer = timer_new_ms(QEMU_CLOCK_REALTIME,
-                                                 kemari_ack_timeout, s);
-        }
+        /* The secondary has loaded the precopy. */
+        timer_del(kemari_link.ack_timer);
         kemari_link_user_timeout(s);
         kvm_kemari_set_checkpoint(colo_checkpoint_notify, s);
     }
 }
 
-/* colo_do_checkpoint_transaction(), without the BQL: a checkpoint starts. */
+/*
+ * colo_process_checkpoint() before it waits for the end of the precopy's
+ * load, and colo_do_checkpoint_transaction(), without the BQL: a
+ * checkpoint starts.
+ */
 void kemari_colo_transaction_begin(MigrationState *s)
 {
-    if (migrate_kemari() && s->kemari_ack_timeout_ms) {
+    if (!migrate_kemari()) {
+        return;
+    }
+    if (!kemari_link.ack_timer) {
+        kemari_link.ack_timer = timer_new_ms(QEMU_CLOCK_REALTIME,
+                                             kemari_ack_timeout, s);
+    }
+    kemari_link.gave_up = false;
+    if (s->kemari_ack_timeout_ms) {
         timer_mod(kemari_link.ack_timer,
                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
                   s->kemari_ack_timeout_ms);
@@ -184,12 +195,24 @@ void kemari_colo_primary_lost(MigrationState *s)
         return;
     }
     qemu_mutex_lock_iothread();
-    timer_del(kemari_link.ack_timer);
-    qemu_mutex_unlock_iothread();
+    if (kemari_link.ack_timer) {
+        timer_del(kemari_link.ack_timer);
+    }
     if (failover_get_state() != FAILOVER_STATUS_NONE ||
         s->state != MIGRATION_STATUS_COLO) {
+        qemu_mutex_unlock_iothread();
         return;
     }
+    /*
+     * A link that failed before the checkpoint stopped the VM (COLO's
+     * own timer asked for it, or the precopy's end): stop it now, so
+     * that nothing more of the guest's goes out.
+     */
+    if (runstate_is_running()) {
+        kvm_kemari_checkpoint_begin();
+        vm_stop_force_state(RUN_STATE_COLO);
+    }
+    qemu_mutex_unlock_iothread();
     if (!s->kemari_grace_ms) {
         error_report("kemari: lost the secondary after checkpoint %" PRIu64
                      ": the guest is held until x-colo-lost-heartbeat",
@@ -229,6 +252,7 @@ void kemari_colo_primary_stop(void)
 {
     if (migrate_kemari()) {
         qemu_mutex_lock_iothread();
+        kemari_link.acked = 0;
         kvm_kemari_set_checkpoint(NULL, NULL);
         qemu_mutex_unlock_iothread();
     }
@@ -256,6 +280,10 @@ int kemari_colo_commit(void)
         return 0;
     }
     timer_del(kemari_link.ack_timer);
+    if (kemari_link.gave_up) {
+        /* Loaded too late: the link is shut down, the secondary lost. */
+        return -ETIMEDOUT;
+    }
     ret = kvm_kemari_checkpoint_commit();
     if (ret == 0) {
         kemari_link.acked++;
