@@ -179,9 +179,10 @@ void kemari_colo_transaction_begin(MigrationState *s)
  * colo_process_checkpoint(), without the BQL, when COLO's loop has
  * ended.  If the link failed (not a failover on request, not a cancel),
  * the secondary may be taking over from the last checkpoint it loaded,
- * so nothing of the guest's may go out: its vCPUs stay frozen, as COLO
- * leaves them, for x-kemari-grace, long enough for the secondary's side
- * to fence this host.  A primary still alive after that goes on
+ * so nothing of the guest's may go out: the VM is stopped (COLO has
+ * stopped it unless the link failed before the checkpoint did) and its
+ * freeze is not ended for x-kemari-grace, long enough for the
+ * secondary's side to fence this host.  A primary still alive after that goes on
  * unprotected, by the failover that x-colo-lost-heartbeat would start,
  * and says so.  With x-kemari-grace 0 it waits for that command.  The
  * grace counts from the loss, on this host's monotonic clock, as the
