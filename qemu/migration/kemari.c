@@ -182,11 +182,11 @@ void kemari_colo_transaction_begin(MigrationState *s)
  * so nothing of the guest's may go out: the VM is stopped (COLO has
  * stopped it unless the link failed before the checkpoint did) and its
  * freeze is not ended for x-kemari-grace, long enough for the
- * secondary's side to fence this host.  A primary still alive after that goes on
- * unprotected, by the failover that x-colo-lost-heartbeat would start,
- * and says so.  With x-kemari-grace 0 it waits for that command.  The
- * grace counts from the loss, on this host's monotonic clock, as the
- * reference replicator's --grace does.
+ * secondary's side to fence this host.  A primary still alive after
+ * that goes on unprotected, by the failover that x-colo-lost-heartbeat
+ * would start, and says so.  With x-kemari-grace 0 it waits for that
+ * command.  The grace counts from the loss, on this host's monotonic
+ * clock, as the reference replicator's --grace does.
  */
 void kemari_colo_primary_lost(MigrationState *s)
 {
