@@ -11,10 +11,12 @@
 # measured again with 0007.  KEMARI_QEMU_ACCEL overrides it.
 #
 # The emulator (L0) is the QEMU that make qemu builds, with TCG and the
-# fix of patches/qemu 0007 (an event injected at VMRUN was delivered
-# twice); Debian's qemu-system-x86_64 lacks it.  KEMARI_L0_QEMU names
-# another binary (its firmware in share/ beside it, or in ../share/qemu
-# and ../share/seabios as Debian installs them).
+# fixes of patches/qemu 0007 (an event injected at VMRUN was delivered
+# twice) and 0009 (VMRUN could lose another thread's interrupt request,
+# an APIC timer's); Debian's qemu-system-x86_64 lacks them.
+# KEMARI_L0_QEMU names another binary (its firmware in share/ beside it,
+# or in ../share/qemu and ../share/seabios as Debian installs them).
+# The log is written line by line, so that a long boot can be followed.
 . "$(dirname "$0")/lib.sh"
 
 mode=${1:?usage: boot.sh MODE}
@@ -35,5 +37,5 @@ timeout -s KILL "${KEMARI_BOOT_TIMEOUT:-2400}" \
 	-smp 2 -m 4096 -nographic -no-reboot -nodefaults -serial stdio \
 	-kernel "$OUT/bzImage" -initrd "$OUT/initramfs.gz" \
 	-append "console=ttyS0 panic=-1 quiet kemari_mode=$mode kemari_timeout=${KEMARI_TEST_TIMEOUT:-600}" \
-	</dev/null 2>&1 | tr -d '\r' | tee "$logf" || rc=$?
+	</dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$logf" || rc=$?
 [ "$rc" = 0 ] || log "qemu exited with status $rc"

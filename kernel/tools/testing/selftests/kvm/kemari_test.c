@@ -1664,6 +1664,9 @@ static void kemari_trace(bool on)
 		TRACEFS "events/kvm/kvm_exit/enable",
 		TRACEFS "events/kvm/kvm_userspace_exit/enable",
 		TRACEFS "events/kvm/kvm_inj_exception/enable",
+		/* Who ran where, and which timer ticks and IPIs came in. */
+		TRACEFS "events/sched/sched_switch/enable",
+		TRACEFS "events/irq_vectors/enable",
 	};
 	int i;
 
@@ -1676,23 +1679,30 @@ static void kemari_trace(bool on)
 	trace_set(TRACEFS "tracing_on", on ? "1" : "0");
 }
 
-static void kemari_trace_dump(void)
+/* The last @lines lines of @file under tracefs, with tracing stopped. */
+static void kemari_trace_print(const char *file, long lines)
 {
-	char line[512];
+	char line[512], path[128];
 	long n = 0, skip;
 	FILE *f;
 
 	trace_set(TRACEFS "tracing_on", "0");
-	f = fopen(TRACEFS "trace", "r");
+	snprintf(path, sizeof(path), TRACEFS "%s", file);
+	f = fopen(path, "r");
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f))
 		n++;
 	rewind(f);
-	for (skip = n - 300; fgets(line, sizeof(line), f); skip--)
+	for (skip = n - lines; fgets(line, sizeof(line), f); skip--)
 		if (skip < 0)
-			ksft_print_msg("trace: %s", line);
+			ksft_print_msg("%s: %s", file, line);
 	fclose(f);
+}
+
+static void kemari_trace_dump(void)
+{
+	kemari_trace_print("trace", 300);
 }
 
 enum golden_state { GOLDEN_RUNNING, GOLDEN_STOPPED, GOLDEN_DONE };
@@ -4207,10 +4217,11 @@ struct stress_vcpu {
 	struct kvm_vcpu *vcpu;
 	pthread_t thread;
 	sem_t go;
-	bool stopped, quit;
+	bool stopped, quit, in_run;
 	uint32_t generation, reason;
 	uint64_t progress;	/* the guest's counter when KVM_RUN returned */
 	uint32_t fetch;
+	pid_t tid;
 };
 
 struct stress {
@@ -4218,6 +4229,12 @@ struct stress {
 	struct stress_vcpu v[STRESS_VCPUS];
 	sem_t event;
 	uint64_t *progress;	/* host view of stress_progress[] */
+	/* What the main thread does, for the hang monitor. */
+	const char *phase;
+	uint64_t round, beat;
+	pid_t tid;
+	pthread_t monitor;
+	bool done;
 };
 
 static void stress_sigusr1(int sig)
@@ -4231,8 +4248,11 @@ static void *stress_thread(void *arg)
 	struct ucall uc;
 	int r;
 
+	t->tid = syscall(SYS_gettid);
 	for (;;) {
+		WRITE_ONCE(t->in_run, true);
 		r = __vcpu_run(t->vcpu);
+		WRITE_ONCE(t->in_run, false);
 		if (r < 0) {
 			TEST_ASSERT(errno == EINTR || errno == EAGAIN,
 				    "vCPU %u: KVM_RUN: %s", t->vcpu->id,
@@ -4293,6 +4313,122 @@ static int stress_watchdog(struct stress *s, int secs)
 	return late;
 }
 
+/*
+ * stress_watchdog() covers the vCPUs, not the main thread: a hang in an
+ * ioctl, or of the whole L1 kernel, would end only at the boot's per-test
+ * timeout, with nothing said.  This thread says where every thread is once
+ * the main thread has not moved on for STRESS_HANG_S, and fails the test.
+ */
+#define STRESS_HANG_S		90
+
+static void stress_phase(struct stress *s, const char *phase)
+{
+	WRITE_ONCE(s->phase, phase);
+	__atomic_add_fetch(&s->beat, 1, __ATOMIC_RELEASE);
+}
+
+/* Print the lines of @path that contain one of the |-separated @keys. */
+static void print_file_lines(const char *path, const char *keys)
+{
+	char line[512], key[64];
+	const char *k, *e;
+	FILE *f = fopen(path, "r");
+	bool hit;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		hit = false;
+		for (k = keys; *k && !hit; k = *e ? e + 1 : e) {
+			e = strchrnul(k, '|');
+			snprintf(key, sizeof(key), "%.*s", (int)(e - k), k);
+			hit = strstr(line, key);
+		}
+		if (hit)
+			ksft_print_msg("%s: %s", path, line);
+	}
+	fclose(f);
+}
+
+/*
+ * Each CPU's timer interrupts and next timer event.  A CPU whose
+ * expires_next is in the past and whose LOC count stands still has lost
+ * its local APIC timer interrupt (see tests/kemari.list).
+ */
+static void print_cpu_timers(void)
+{
+	print_file_lines("/proc/interrupts", "LOC:|RES:|CAL:");
+	print_file_lines("/proc/timer_list", "now at|cpu:|expires_next");
+}
+
+static void stress_hang_dump(struct stress *s)
+{
+	struct kvm_kemari_freeze st;
+	struct timespec mono;
+	cpu_set_t set;
+	int i, cpu;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	ksft_print_msg("hang: main thread in \"%s\" for %d s, round %lu (at %ld s)\n",
+		       READ_ONCE(s->phase), STRESS_HANG_S, READ_ONCE(s->round),
+		       (long)mono.tv_sec);
+	/* First, before anything here sends an IPI. */
+	print_cpu_timers();
+	/* Then with this thread moved onto each CPU in turn: a wakeup there. */
+	for (cpu = 0; cpu < CPU_SETSIZE && cpu < sysconf(_SC_NPROCESSORS_ONLN); cpu++) {
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			continue;
+		ksft_print_msg("hang: the monitor now runs on CPU %d\n",
+			       sched_getcpu());
+		print_cpu_timers();
+	}
+	print_kvm_modules();
+	print_task(s->tid);
+	if (!__vm_ioctl(s->vm, KVM_KEMARI_GET_FREEZE, &st))
+		ksft_print_msg("hang: freeze flags %#x generation %u stopped %u running %u\n",
+			       st.flags, st.generation, st.stopped, st.running);
+	for (i = 0; i < STRESS_VCPUS; i++) {
+		ksft_print_msg("hang: vCPU %d: %s, %s, gen %u, reason %#x, progress %lu (%lu)\n",
+			       i, READ_ONCE(s->v[i].in_run) ? "in KVM_RUN" :
+			       "out of KVM_RUN",
+			       READ_ONCE(s->v[i].stopped) ? "reported" :
+			       "not reported",
+			       s->v[i].generation, s->v[i].reason,
+			       READ_ONCE(s->progress[i]), s->v[i].progress);
+		print_task(s->v[i].tid);
+		print_stat_deltas(i, vcpu_get_stats_fd(s->v[i].vcpu));
+	}
+	for (cpu = 0; cpu < sysconf(_SC_NPROCESSORS_ONLN); cpu++) {
+		char file[64];
+
+		snprintf(file, sizeof(file), "per_cpu/cpu%d/trace", cpu);
+		kemari_trace_print(file, 150);
+	}
+}
+
+static void *stress_monitor(void *arg)
+{
+	struct stress *s = arg;
+	uint64_t beat = 0, b;
+	int idle = 0;
+
+	while (!READ_ONCE(s->done)) {
+		b = __atomic_load_n(&s->beat, __ATOMIC_ACQUIRE);
+		if (b != beat) {
+			beat = b;
+			idle = 0;
+		} else if (++idle >= STRESS_HANG_S) {
+			stress_hang_dump(s);
+			TEST_FAIL("round %lu: the main thread hung in \"%s\"",
+				  READ_ONCE(s->round), READ_ONCE(s->phase));
+		}
+		sleep(1);
+	}
+	return NULL;
+}
+
 static void stress_go(struct stress *s)
 {
 	int i;
@@ -4332,6 +4468,9 @@ static void stress_create(struct stress *s, enum stress_mode mode)
 	}
 	for (i = 0; i < STRESS_VCPUS; i++)
 		pthread_create(&s->v[i].thread, NULL, stress_thread, &s->v[i]);
+	s->tid = syscall(SYS_gettid);
+	stress_phase(s, "start");
+	pthread_create(&s->monitor, NULL, stress_monitor, s);
 }
 
 /* Stop every vCPU once more, let the threads go, free the VM. */
@@ -4339,13 +4478,17 @@ static void stress_destroy(struct stress *s)
 {
 	int i;
 
+	stress_phase(s, "the last FREEZE");
 	kemari_freeze_vm(s->vm);
 	TEST_ASSERT_EQ(stress_watchdog(s, STRESS_WATCHDOG_S), -1);
 	for (i = 0; i < STRESS_VCPUS; i++)
 		WRITE_ONCE(s->v[i].quit, true);
+	stress_phase(s, "the vCPU threads' end");
 	stress_go(s);
 	for (i = 0; i < STRESS_VCPUS; i++)
 		pthread_join(s->v[i].thread, NULL);
+	WRITE_ONCE(s->done, true);
+	pthread_join(s->monitor, NULL);
 	kvm_vm_free(s->vm);
 }
 
@@ -4401,14 +4544,18 @@ static const char *test_freeze_stress(void)
 	kemari_trace(true);
 	for (round = 0; round < max_rounds && time(NULL) - start < STRESS_SECONDS;
 	     round++) {
+		WRITE_ONCE(s.round, round);
 		if (round & 1) {
+			stress_phase(&s, "a sleep before FREEZE");
 			usleep(xorshift(round) % 500);
+			stress_phase(&s, "FREEZE");
 			r = kemari_freeze_vm(s.vm);
 			TEST_ASSERT(r == 0 || r == 1, "FREEZE: %d (%s)", r,
 				    strerror(errno));
 			user += !r;
 			joined += r;
 		}
+		stress_phase(&s, "the wait for every vCPU's report");
 		i = stress_watchdog(&s, STRESS_WATCHDOG_S);
 		if (i >= 0) {
 			get_freeze(s.vm, &st);
@@ -4418,6 +4565,7 @@ static const char *test_freeze_stress(void)
 			kemari_trace_dump();
 		}
 		TEST_ASSERT(i < 0, "round %lu: vCPU %d did not stop", round, i);
+		stress_phase(&s, "the check of the cut");
 		stress_check_cut(&s, ++gen, round);
 		for (i = 0; i < STRESS_VCPUS; i++)
 			for (bit = 0; bit < 4; bit++)
@@ -4425,6 +4573,7 @@ static const char *test_freeze_stress(void)
 
 		/* Now and then re-enter every vCPU: straight back, no progress. */
 		if (!(round % 8)) {
+			stress_phase(&s, "a re-entry while frozen");
 			stress_go(&s);
 			TEST_ASSERT_EQ(stress_watchdog(&s, STRESS_WATCHDOG_S), -1);
 			for (i = 0; i < STRESS_VCPUS; i++)
@@ -4434,7 +4583,9 @@ static const char *test_freeze_stress(void)
 			stress_check_cut(&s, gen, round);
 		}
 
+		stress_phase(&s, "the harvest of the dirty rings");
 		stress_harvest(&s);
+		stress_phase(&s, "RESUME");
 		TEST_ASSERT_EQ(__vm_ioctl(s.vm, KVM_KEMARI_RESUME, NULL), 0);
 		stress_go(&s);
 	}
