@@ -18,6 +18,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qapi/qapi-commands-migration.h"
 #include "qemu/error-report.h"
 #include "qemu/lockable.h"
 #include "qemu/main-loop.h"
@@ -28,6 +29,7 @@
 #include "migration/colo.h"
 #include "migration/failover.h"
 #include "qemu-file.h"
+#include "ram.h"
 #include "sysemu/kemari.h"
 #include "sysemu/runstate.h"
 #include "kemari.h"
@@ -39,6 +41,7 @@
 static struct {
     QEMUTimer *ack_timer;   /* armed while a checkpoint is not yet loaded */
     bool gave_up;           /* the timer fired for this checkpoint */
+    bool held;              /* the secondary is lost, the guest held */
     uint64_t acked;         /* checkpoints the secondary has loaded */
 } kemari_link;
 
@@ -213,6 +216,7 @@ void kemari_colo_primary_lost(MigrationState *s)
         kvm_kemari_checkpoint_begin();
         vm_stop_force_state(RUN_STATE_COLO);
     }
+    kemari_link.held = true;
     qemu_mutex_unlock_iothread();
     if (!s->kemari_grace_ms) {
         error_report("kemari: lost the secondary after checkpoint %" PRIu64
@@ -254,6 +258,7 @@ void kemari_colo_primary_stop(void)
     if (migrate_kemari()) {
         qemu_mutex_lock_iothread();
         kemari_link.acked = 0;
+        kemari_link.held = false;
         kvm_kemari_set_checkpoint(NULL, NULL);
         qemu_mutex_unlock_iothread();
     }
@@ -302,4 +307,31 @@ void kemari_colo_secondary_start(void)
     if (!kvm_kemari_enabled()) {
         vm_start();
     }
+}
+
+/* x-query-kemari, with the BQL. */
+KemariInfo *qmp_x_query_kemari(Error **errp)
+{
+    KemariInfo *info = g_new0(KemariInfo, 1);
+    KVMKemariCounts c;
+
+    kvm_kemari_counts(&c);
+    if (!kvm_kemari_enabled()) {
+        info->status = KEMARI_STATUS_OFF;
+    } else if (migration_incoming_in_colo_state()) {
+        info->status = KEMARI_STATUS_SECONDARY;
+    } else if (kemari_link.held) {
+        info->status = KEMARI_STATUS_HELD;
+    } else if (c.protecting) {
+        info->status = KEMARI_STATUS_PROTECTED;
+    } else {
+        info->status = KEMARI_STATUS_UNPROTECTED;
+    }
+    info->sync_exits = c.sync_exits;
+    info->freezes = c.freezes;
+    info->checkpoints = c.checkpoints;
+    info->last_pause_us = c.last_pause_ns / 1000;
+    info->longest_pause_us = c.max_pause_ns / 1000;
+    info->ram_bytes = ram_counters.transferred;
+    return info;
 }

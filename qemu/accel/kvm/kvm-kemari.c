@@ -80,6 +80,19 @@ bool kvm_kemari_enabled(void)
     return kemari.enabled;
 }
 
+/* With the BQL, which every update of the counts holds. */
+void kvm_kemari_counts(KVMKemariCounts *c)
+{
+    *c = (KVMKemariCounts) {
+        .sync_exits = kemari.sync_exits,
+        .freezes = kemari.freezes,
+        .checkpoints = kemari.checkpoints,
+        .last_pause_ns = kemari.last_pause_ns,
+        .max_pause_ns = kemari.max_pause_ns,
+        .protecting = kemari.checkpoint != NULL,
+    };
+}
+
 /*
  * KVM pushes dirty ring entries only for memory slots that log dirty
  * pages; a checkpoint needs every page written since the last one, and

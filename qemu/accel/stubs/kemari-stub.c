@@ -27,3 +27,8 @@ int kvm_kemari_checkpoint_commit(void)
 {
     return -ENOSYS;
 }
+
+void kvm_kemari_counts(KVMKemariCounts *c)
+{
+    *c = (KVMKemariCounts) { };
+}

@@ -23,4 +23,16 @@ int kvm_kemari_checkpoint_begin(void);
 /* The secondary holds it: end the freeze before the vCPUs run again. */
 int kvm_kemari_checkpoint_commit(void);
 
+/* What the accelerator has counted, for x-query-kemari. */
+typedef struct KVMKemariCounts {
+    uint64_t sync_exits;        /* KVM_EXIT_KEMARI_SYNC, all vCPUs */
+    uint64_t freezes;           /* ended by KVM_KEMARI_RESUME */
+    uint64_t checkpoints;       /* committed checkpoints */
+    int64_t last_pause_ns;      /* the last freeze's pause */
+    int64_t max_pause_ns;       /* the longest */
+    bool protecting;            /* freezes end only at a checkpoint */
+} KVMKemariCounts;
+
+void kvm_kemari_counts(KVMKemariCounts *c);
+
 #endif
