@@ -150,6 +150,7 @@ void kemari_colo_primary_start(MigrationState *s)
 {
     if (migrate_kemari()) {
         /* The secondary has loaded the precopy. */
+        kemari_link.held = false;
         timer_del(kemari_link.ack_timer);
         kemari_link_user_timeout(s);
         kvm_kemari_set_checkpoint(colo_checkpoint_notify, s);
@@ -318,13 +319,19 @@ KemariInfo *qmp_x_query_kemari(Error **errp)
     kvm_kemari_counts(&c);
     if (!kvm_kemari_enabled()) {
         info->status = KEMARI_STATUS_OFF;
-    } else if (migration_incoming_in_colo_state()) {
+    } else if (runstate_check(RUN_STATE_INMIGRATE) ||
+               migration_incoming_in_colo_state()) {
+        /* -incoming, loading the precopy or the checkpoints. */
         info->status = KEMARI_STATUS_SECONDARY;
+    } else if (migrate_get_current()->state != MIGRATION_STATUS_COLO) {
+        /* Also while COLO's thread ends protection after a failover. */
+        info->status = KEMARI_STATUS_UNPROTECTED;
     } else if (kemari_link.held) {
         info->status = KEMARI_STATUS_HELD;
     } else if (c.protecting) {
         info->status = KEMARI_STATUS_PROTECTED;
     } else {
+        /* The precopy is done, the secondary's load not yet. */
         info->status = KEMARI_STATUS_UNPROTECTED;
     }
     info->sync_exits = c.sync_exits;
