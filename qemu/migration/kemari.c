@@ -314,6 +314,7 @@ void kemari_colo_secondary_start(void)
 KemariInfo *qmp_x_query_kemari(Error **errp)
 {
     KemariInfo *info = g_new0(KemariInfo, 1);
+    bool colo = migrate_get_current()->state == MIGRATION_STATUS_COLO;
     KVMKemariCounts c;
 
     kvm_kemari_counts(&c);
@@ -323,15 +324,15 @@ KemariInfo *qmp_x_query_kemari(Error **errp)
                migration_incoming_in_colo_state()) {
         /* -incoming, loading the precopy or the checkpoints. */
         info->status = KEMARI_STATUS_SECONDARY;
-    } else if (migrate_get_current()->state != MIGRATION_STATUS_COLO) {
-        /* Also while COLO's thread ends protection after a failover. */
-        info->status = KEMARI_STATUS_UNPROTECTED;
-    } else if (kemari_link.held) {
+    } else if (colo && kemari_link.held) {
         info->status = KEMARI_STATUS_HELD;
-    } else if (c.protecting) {
+    } else if (colo && c.protecting) {
         info->status = KEMARI_STATUS_PROTECTED;
     } else {
-        /* The precopy is done, the secondary's load not yet. */
+        /*
+         * No COLO, or COLO's thread ending protection after a failover,
+         * or the precopy done and the secondary's load not yet.
+         */
         info->status = KEMARI_STATUS_UNPROTECTED;
     }
     info->sync_exits = c.sync_exits;

@@ -1656,10 +1656,8 @@ static void trace_set(const char *file, const char *val)
 	}
 }
 
-/* Also who ran where, and which timer ticks and IPIs came in. */
-static bool kemari_trace_cpus;
-
-static void kemari_trace(bool on)
+/* With @cpus, also who ran where, and which timer ticks and IPIs came in. */
+static void kemari_trace(bool on, bool cpus)
 {
 	static const char * const events[] = {
 		TRACEFS "events/kemari/enable",
@@ -1681,7 +1679,7 @@ static void kemari_trace(bool on)
 	for (i = 0; i < ARRAY_SIZE(events); i++)
 		trace_set(events[i], on ? "1" : "0");
 	for (i = 0; i < ARRAY_SIZE(cpu_events); i++)
-		trace_set(cpu_events[i], on && kemari_trace_cpus ? "1" : "0");
+		trace_set(cpu_events[i], on && cpus ? "1" : "0");
 	trace_set(TRACEFS "tracing_on", on ? "1" : "0");
 }
 
@@ -1930,7 +1928,7 @@ static void golden_wait(struct kvm_vm *vm, sem_t *event,
 		print_task(g[i].tid);
 		print_stat_deltas(i, g[i].stats_fd);
 		golden_dump(vm, &g[i], i);
-		kemari_trace(true);
+		kemari_trace(true, false);
 		usleep(300000);
 		kemari_trace_dump();
 	}
@@ -4336,26 +4334,21 @@ static void stress_phase(struct stress *s, const char *phase)
 	__atomic_add_fetch(&s->beat, 1, __ATOMIC_RELEASE);
 }
 
-/* Print the lines of @path that contain one of the |-separated @keys. */
-static void print_file_lines(const char *path, const char *keys)
+/* Print the lines of @path that contain one of @keys (NULL-terminated). */
+static void print_file_lines(const char *path, const char * const *keys)
 {
-	char line[512], key[64];
-	const char *k, *e;
+	const char * const *k;
+	char line[512];
 	FILE *f = fopen(path, "r");
-	bool hit;
 
 	if (!f)
 		return;
-	while (fgets(line, sizeof(line), f)) {
-		hit = false;
-		for (k = keys; *k && !hit; k = *e ? e + 1 : e) {
-			e = strchrnul(k, '|');
-			snprintf(key, sizeof(key), "%.*s", (int)(e - k), k);
-			hit = strstr(line, key);
-		}
-		if (hit)
-			ksft_print_msg("%s: %s", path, line);
-	}
+	while (fgets(line, sizeof(line), f))
+		for (k = keys; *k; k++)
+			if (strstr(line, *k)) {
+				ksft_print_msg("%s: %s", path, line);
+				break;
+			}
 	fclose(f);
 }
 
@@ -4366,16 +4359,19 @@ static void print_file_lines(const char *path, const char *keys)
  */
 static void print_cpu_timers(void)
 {
-	print_file_lines("/proc/interrupts", "LOC:|RES:|CAL:");
-	print_file_lines("/proc/timer_list", "now at|cpu:|expires_next");
+	static const char * const irqs[] = { "LOC:", "RES:", "CAL:", NULL };
+	static const char * const timers[] = { "now at", "cpu:", "expires_next", NULL };
+
+	print_file_lines("/proc/interrupts", irqs);
+	print_file_lines("/proc/timer_list", timers);
 }
 
 static void stress_hang_dump(struct stress *s)
 {
 	struct kvm_kemari_freeze st;
+	int i, cpu, ncpus = sysconf(_SC_NPROCESSORS_ONLN);
 	struct timespec mono;
 	cpu_set_t set;
-	int i, cpu;
 
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	ksft_print_msg("hang: main thread in \"%s\" for %d s, round %lu (at %ld s)\n",
@@ -4384,7 +4380,7 @@ static void stress_hang_dump(struct stress *s)
 	/* First, before anything here sends an IPI. */
 	print_cpu_timers();
 	/* Then with this thread moved onto each CPU in turn: a wakeup there. */
-	for (cpu = 0; cpu < CPU_SETSIZE && cpu < sysconf(_SC_NPROCESSORS_ONLN); cpu++) {
+	for (cpu = 0; cpu < CPU_SETSIZE && cpu < ncpus; cpu++) {
 		CPU_ZERO(&set);
 		CPU_SET(cpu, &set);
 		if (sched_setaffinity(0, sizeof(set), &set))
@@ -4398,7 +4394,7 @@ static void stress_hang_dump(struct stress *s)
 	if (!__vm_ioctl(s->vm, KVM_KEMARI_GET_FREEZE, &st))
 		ksft_print_msg("hang: freeze flags %#x generation %u stopped %u running %u\n",
 			       st.flags, st.generation, st.stopped, st.running);
-	for (cpu = 0; cpu < sysconf(_SC_NPROCESSORS_ONLN); cpu++) {
+	for (cpu = 0; cpu < ncpus; cpu++) {
 		char file[64];
 
 		snprintf(file, sizeof(file), "per_cpu/cpu%d/trace", cpu);
@@ -4560,8 +4556,7 @@ static const char *test_freeze_stress(void)
 		return "no KVM_CAP_DIRTY_LOG_RING";
 
 	stress_create(&s, STRESS_MIXED);
-	kemari_trace_cpus = true;
-	kemari_trace(true);
+	kemari_trace(true, true);
 	for (round = 0; round < max_rounds && time(NULL) - start < STRESS_SECONDS;
 	     round++) {
 		WRITE_ONCE(s.round, round);
@@ -4610,8 +4605,7 @@ static const char *test_freeze_stress(void)
 		stress_go(&s);
 	}
 	stress_phase(&s, "the final stats");
-	kemari_trace(false);
-	kemari_trace_cpus = false;
+	kemari_trace(false, false);
 	get_freeze(s.vm, &st);
 	for (i = 0; i < STRESS_VCPUS; i++)
 		refreezes += vcpu_stat(s.v[i].vcpu, "kemari_refreezes");
