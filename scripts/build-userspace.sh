@@ -6,3 +6,4 @@ make -C "$TOP/replicator" -s CC="ccache gcc" \
 	KHDR="$OBJ/usr/include" O="$OUT/bin"
 make -C "$TOP/bench" -s CC="ccache gcc" \
 	KHDR="$OBJ/usr/include" O="$OUT/bin"
+make -C "$TOP/tests/qemu" -s CC="ccache gcc" O="$OUT/bin"

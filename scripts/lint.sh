@@ -34,7 +34,7 @@ log "docs: kemari.rst parses cleanly"
 # attribute macros, argv arrays (they cannot be const), and function
 # names that happen to appear in strings.
 out=$(for f in "$TOP"/replicator/*.[ch] "$TOP"/replicator/guest/*.[ch] \
-		"$TOP"/replicator/test/*.[ch] "$TOP"/bench/*.[ch]; do
+		"$TOP"/replicator/test/*.[ch] "$TOP"/bench/*.[ch] "$TOP"/tests/qemu/*.c; do
 	"$PRISTINE/scripts/checkpatch.pl" --no-tree -f --terse --show-types \
 		--ignore SPDX_LICENSE_TAG,NEW_TYPEDEFS,STATIC_CONST_CHAR_ARRAY,EMBEDDED_FUNCTION_NAME,PREFER_DEFINED_ATTRIBUTE_MACRO \
 		"$f" | grep -v '^total: ' || true

@@ -70,7 +70,12 @@ if [ -f "$root/tests/qemu.list" ]; then
 	rm -rf "$l2"
 	mkdir -p "$l2"/{bin,proc,tmp,dev}
 	cp /bin/busybox "$l2/bin/busybox"
-	for app in sh mount echo dd wc nproc poweroff cat md5sum; do ln -s busybox "$l2/bin/$app"; done
+	for app in sh mount echo dd wc nproc poweroff cat md5sum ifconfig; do
+		ln -s busybox "$l2/bin/$app"
+	done
+	# kemari-qemu-test tcp: the server in L2, the client in this kernel.
+	cp "$OUT/bin/kemari-stream" "$l2/bin/"
+	cp "$OUT/bin/kemari-stream" "$root/tests/qemu/"
 	install -m 0755 "$TOP/tests/qemu/l2-init" "$l2/init"
 	(cd "$l2" && find . | cpio -o -H newc --quiet) | gzip -1 > "$root/tests/qemu/l2.gz"
 fi

@@ -18,6 +18,8 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "block/block.h"
+#include "hw/virtio/kemari.h"
 #include "qapi/qapi-commands-migration.h"
 #include "qemu/error-report.h"
 #include "qemu/lockable.h"
@@ -154,6 +156,8 @@ void kemari_colo_primary_start(MigrationState *s)
         timer_del(kemari_link.ack_timer);
         kemari_link_user_timeout(s);
         kvm_kemari_set_checkpoint(colo_checkpoint_notify, s);
+        /* Stopped since the precopy ended: as the secondary has it. */
+        kemari_virtio_hold(kvm_kemari_barrier(), colo_checkpoint_notify, s);
     }
 }
 
@@ -261,6 +265,7 @@ void kemari_colo_primary_stop(void)
         kemari_link.acked = 0;
         kemari_link.held = false;
         kvm_kemari_set_checkpoint(NULL, NULL);
+        kemari_virtio_release();
         qemu_mutex_unlock_iothread();
     }
 }
@@ -294,8 +299,24 @@ int kemari_colo_commit(void)
     ret = kvm_kemari_checkpoint_commit();
     if (ret == 0) {
         kemari_link.acked++;
+        /* Still stopped: the guest's memory is the checkpoint's. */
+        kemari_virtio_commit();
     }
     return ret;
+}
+
+/*
+ * process_incoming_migration_co(), with the BQL, as COLO's incoming side
+ * starts.  COLO's secondary writes to a replica of its own; a Kemari
+ * secondary shares the primary's storage, so its drives stay inactive
+ * (and leave the primary its write lock) until failover, where
+ * process_incoming_migration_bh() activates them.
+ */
+void kemari_colo_incoming_activate(Error **errp)
+{
+    if (!kvm_kemari_enabled()) {
+        bdrv_activate_all(errp);
+    }
 }
 
 /*

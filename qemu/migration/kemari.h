@@ -21,5 +21,6 @@ void kemari_colo_primary_lost(MigrationState *s);
 void kemari_colo_freeze(void);
 int kemari_colo_commit(void);
 void kemari_colo_secondary_start(void);
+void kemari_colo_incoming_activate(Error **errp);
 
 #endif

@@ -28,6 +28,7 @@
 #include "exec/memory.h"
 #include "hw/boards.h"
 #include "hw/core/cpu.h"
+#include "hw/virtio/kemari.h"
 #include "sysemu/cpus.h"
 #include "sysemu/runstate.h"
 #include "sysemu/sysemu.h"
@@ -41,6 +42,7 @@ typedef struct KVMKemari {
     bool tsc_log;               /* kemari-tsc-log=on */
     bool exempt_irqchip;        /* kemari-exempt-irqchip=on */
     uint32_t dirty_quota;       /* kemari-dirty-quota, 0: none */
+    bool no_barrier;            /* x-kemari-barrier=off */
     QEMUBH *freeze_bh;          /* completes a freeze in the main loop */
     Notifier machine_done;      /* starts dirty tracking */
     Notifier exit;              /* prints the status line */
@@ -98,12 +100,19 @@ void kvm_kemari_counts(KVMKemariCounts *c)
  * pages; a checkpoint needs every page written since the last one, and
  * the dirty quota counts them, from the first instruction on.  Not from
  * kvm_kemari_init(): the memory transaction that switches the slots needs
- * kvm_state, which kvm_init() sets later.
+ * kvm_state, which kvm_init() sets later.  With the machine complete,
+ * refuse the devices whose output the barrier at the virtqueue misses.
  */
 static void kvm_kemari_machine_done(Notifier *n, void *unused)
 {
+    Error *err = NULL;
+
     if (!kvm_enabled()) {
         return;
+    }
+    if (!kemari_virtio_check(&err)) {
+        error_report_err(err);
+        exit(1);
     }
     memory_global_dirty_log_start(GLOBAL_DIRTY_KEMARI);
 }
@@ -382,6 +391,24 @@ static void kvm_kemari_set(Object *obj, bool value, Error **errp)
     kemari.requested = value;
 }
 
+bool kvm_kemari_barrier(void)
+{
+    return !kemari.no_barrier;
+}
+
+static bool kvm_kemari_get_barrier(Object *obj, Error **errp)
+{
+    return !kemari.no_barrier;
+}
+
+static void kvm_kemari_set_barrier(Object *obj, bool value, Error **errp)
+{
+    if (kvm_kemari_set_late(errp)) {
+        return;
+    }
+    kemari.no_barrier = !value;
+}
+
 static bool kvm_kemari_get_tsc_log(Object *obj, Error **errp)
 {
     return kemari.tsc_log;
@@ -449,6 +476,12 @@ void kvm_kemari_class_init(ObjectClass *oc)
     object_class_property_set_description(oc, "kemari-exempt-irqchip",
         "Do not stop at writes to the in-kernel PIT, PIC and IOAPIC "
         "(kemari=on)");
+    object_class_property_add_bool(oc, "x-kemari-barrier",
+                                   kvm_kemari_get_barrier,
+                                   kvm_kemari_set_barrier);
+    object_class_property_set_description(oc, "x-kemari-barrier",
+        "Hold virtio output made since the last checkpoint (default on; "
+        "off lets it escape, for tests only)");
     object_class_property_add(oc, "kemari-dirty-quota", "uint32",
                               kvm_kemari_get_dirty_quota,
                               kvm_kemari_set_dirty_quota, NULL, NULL);

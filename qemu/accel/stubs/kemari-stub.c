@@ -14,6 +14,11 @@ bool kvm_kemari_enabled(void)
     return false;
 }
 
+bool kvm_kemari_barrier(void)
+{
+    return false;
+}
+
 void kvm_kemari_set_checkpoint(void (*checkpoint)(void *), void *opaque)
 {
 }

@@ -23,6 +23,9 @@ int kvm_kemari_checkpoint_begin(void);
 /* The secondary holds it: end the freeze before the vCPUs run again. */
 int kvm_kemari_checkpoint_commit(void);
 
+/* x-kemari-barrier (default on): hold virtio output between checkpoints. */
+bool kvm_kemari_barrier(void);
+
 /* What the accelerator has counted, for x-query-kemari. */
 typedef struct KVMKemariCounts {
     uint64_t sync_exits;        /* KVM_EXIT_KEMARI_SYNC, all vCPUs */
