@@ -15,15 +15,17 @@
  *	primary that let them out too early: output that escaped the sync
  *	point shows as a bad record.
  *
- *   kemari-stream client ADDR PORT DISK RECORDS KILL_AT PID
- *	In L1: read RECORDS records, checking each one (magic, sequence
- *	number, disk offset, lengths, CRCs, time never going back), and
- *	SIGKILL PID (the primary's QEMU: a power loss, no FIN) as soon as
- *	record KILL_AT has arrived.  Then check that each record's header and
- *	payload are on DISK at its offset: no record went out before it was
- *	on the disk.  A reset, an end of stream, a bad record or no record
- *	for 120 s fails.  Prints a line per 10 records, and "STREAM-OK ..."
- *	or "STREAM-BAD ...".
+ *   kemari-stream client ADDR PORT DISK KILLS PIDFILE SEED
+ *	In L1: read records, checking each one (magic, sequence number, disk
+ *	offset, lengths, CRCs, time never going back), and KILLS times
+ *	SIGKILL the primary's QEMU (a power loss, no FIN) the moment a record
+ *	drawn with SEED arrives.  Kill N is armed once PIDFILE holds "N PID"
+ *	(the test writes it when a primary is protected).  25 records after
+ *	the last kill, check that each record's header and payload are on
+ *	DISK at its offset: no record went out before it was on the disk.  Prints a line per 10 records, then "STREAM-OK ...",
+ *	"STREAM-BAD ..." (a record that is not what was sent, or not on the
+ *	disk) or "STREAM-BROKEN ..." (a reset, an end of stream, no record
+ *	for 120 s).
  */
 #include <endian.h>
 #include <errno.h>
@@ -141,7 +143,8 @@ static uint32_t random_len(uint32_t min, uint32_t max)
 
 static int serve(int port, const char *disk)
 {
-	static unsigned char buf[BURST * REC_MAX], tbuf[TRL_MAX];
+	static unsigned char buf[BURST * REC_MAX] __attribute__((aligned(8)));
+	static unsigned char tbuf[TRL_MAX] __attribute__((aligned(8)));
 	struct sockaddr_in a = { .sin_family = AF_INET,
 				 .sin_port = htons(port) };
 	struct trl *t = (struct trl *)tbuf;
@@ -156,9 +159,9 @@ static int serve(int port, const char *disk)
 	}
 	size = lseek(d, 0, SEEK_END);
 	ls = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) ||
-	    listen(ls, 1)) {
+	if (ls < 0 ||
+	    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(ls, (struct sockaddr *)&a, sizeof(a)) || listen(ls, 1)) {
 		perror("listen");
 		return 1;
 	}
@@ -173,7 +176,7 @@ static int serve(int port, const char *disk)
 		at[0] = 0;
 		for (i = 0; i < BURST; i++) {
 			struct rec *r = (struct rec *)(buf + at[i]);
-			uint32_t len = random_len(REC_MIN, REC_MAX);
+			uint32_t len = random_len(REC_MIN / 8, REC_MAX / 8) * 8;
 
 			fill_random(r + 1, len - sizeof(*r));
 			*r = (struct rec){ .magic = REC_MAGIC, .seq = seq + i,
@@ -184,7 +187,8 @@ static int serve(int port, const char *disk)
 		}
 		if (off + at[BURST] > size) {
 			printf("STREAM-DISK-FULL %llu\n", (unsigned long long)off);
-			pause();
+			for (;;)
+				pause();
 		}
 		if (pwrite(d, buf, at[BURST], off) != at[BURST]) {
 			perror("pwrite");
@@ -214,9 +218,18 @@ static int serve(int port, const char *disk)
 	}
 }
 
+/* A record that is not what was sent: bytes the secondary did not hold. */
 static int bad(const char *why, uint32_t seq, uint64_t off)
 {
 	printf("STREAM-BAD %s at record %u, offset %llu\n", why, seq,
+	       (unsigned long long)off);
+	return 1;
+}
+
+/* The connection failed: a reset, an end, a stall. */
+static int broken(const char *why, uint32_t seq, uint64_t off)
+{
+	printf("STREAM-BROKEN %s at record %u, offset %llu\n", why, seq,
 	       (unsigned long long)off);
 	return 1;
 }
@@ -230,15 +243,20 @@ static int read_all(int s, void *buf, size_t n, uint32_t seq, uint64_t off)
 		struct pollfd pf = { .fd = s, .events = POLLIN };
 		ssize_t r;
 
-		if (poll(&pf, 1, STALL_MS) == 0)
-			return bad("no data for 120 s", seq, off), -1;
+		r = poll(&pf, 1, STALL_MS);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return broken(strerror(errno), seq, off), -1;
+		if (r == 0)
+			return broken("no data for 120 s", seq, off), -1;
 		r = read(s, p, n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return bad(strerror(errno), seq, off), -1;
+			return broken(strerror(errno), seq, off), -1;
 		if (r == 0)
-			return bad("end of stream", seq, off), -1;
+			return broken("end of stream", seq, off), -1;
 		p += r;
 		n -= r;
 	}
@@ -270,31 +288,63 @@ static int read_part(int s, void *p, size_t hdr, uint32_t magic, size_t min,
 	return 0;
 }
 
+static uint32_t xorshift(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+/* "GEN PID" from @path: the primary to kill at kill GEN; 0 if none yet. */
+static uint32_t read_pidfile(const char *path, pid_t *pid)
+{
+	unsigned int gen = 0;
+	FILE *f = fopen(path, "r");
+
+	if (f) {
+		if (fscanf(f, "%u %d", &gen, pid) != 2)
+			gen = 0;
+		fclose(f);
+	}
+	return gen;
+}
+
 static int client(const char *addr, int port, const char *disk,
-		  uint32_t records, uint32_t kill_at, pid_t pid)
+		  uint32_t kills, const char *pidfile, uint32_t seed)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET,
 				 .sin_port = htons(port) };
-	unsigned char *got = malloc((size_t)records * REC_MAX), *ondisk;
-	unsigned char tbuf[TRL_MAX];
-	uint64_t off = 0, wire = 0, made_ns = 0, sent_ns = 0;
+	unsigned char tbuf[TRL_MAX] __attribute__((aligned(8)));
+	uint64_t off = 0, wire = 0, made_ns = 0, sent_ns = 0, cap = 0;
 	uint64_t t, t_prev = 0, gap = 0, killed_ns = 0;
+	uint32_t seq, gap_at = 0, killed = 0, kill_at = 0, end = 0;
 	struct trl *tr = (struct trl *)tbuf;
-	uint32_t seq, gap_at = 0;
+	unsigned char *got = NULL, *ondisk;
+	uint32_t rnd = seed | 1;
+	pid_t pid = 0;
 	int s, d;
 
-	if (!got || inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
-		fprintf(stderr, "kemari-stream: bad address %s\n", addr);
+	if (inet_pton(AF_INET, addr, &a.sin_addr) != 1 || !kills) {
+		fprintf(stderr, "kemari-stream: bad address %s or no kill\n",
+			addr);
 		return 2;
 	}
 	s = socket(AF_INET, SOCK_STREAM, 0);
 	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a))) {
 		perror("connect");
-		return bad("no connection", 0, 0);
+		return broken("no connection", 0, 0);
 	}
-	for (seq = 0; seq < records; seq++) {
-		struct rec *r = (struct rec *)(got + off);
+	for (seq = 0; !end || seq < end; seq++) {
+		struct rec *r;
 
+		if (off + REC_MAX > cap) {
+			cap = cap ? 2 * cap : 1 << 20;
+			got = realloc(got, cap);
+			if (!got)
+				return broken("out of memory", seq, wire);
+		}
+		r = (struct rec *)(got + off);
 		if (read_part(s, r, sizeof(*r), REC_MAGIC, REC_MIN, REC_MAX,
 			      seq, wire) ||
 		    read_part(s, tr, sizeof(*tr), TRL_MAGIC, sizeof(*tr),
@@ -315,15 +365,33 @@ static int client(const char *addr, int port, const char *disk,
 			gap_at = seq;
 		}
 		t_prev = t;
-		if (killed_ns && seq == kill_at)
-			printf("STREAM-NEXT record %u %llu ms after the kill, at %.3f s\n",
-			       seq, (unsigned long long)((t - killed_ns) / 1000000),
-			       t / 1e9);
-		if (seq + 1 == kill_at) {
+		if (killed_ns) {
+			printf("STREAM-NEXT %u: record %u %llu ms after the kill\n",
+			       killed, seq,
+			       (unsigned long long)((t - killed_ns) / 1000000));
+			killed_ns = 0;
+		}
+		/*
+		 * Armed once the test names the next primary: 16 to 39 records
+		 * on, at one of the 2nd to 5th records of a burst, those the
+		 * NIC sends on its timer rather than at a doorbell.
+		 */
+		if (killed < kills && !kill_at &&
+		    read_pidfile(pidfile, &pid) == killed + 1) {
+			kill_at = seq + 17 + xorshift(&rnd) % 24;
+			kill_at += (BURST + 1 + xorshift(&rnd) % 4 -
+				    kill_at % BURST) % BURST;
+		}
+		if (kill_at && seq + 1 == kill_at) {
 			killed_ns = now_ns();
-			kill(pid, SIGKILL);
-			printf("STREAM-KILLED %d after record %u, %llu bytes, at %.3f s\n",
-			       pid, seq, (unsigned long long)wire, killed_ns / 1e9);
+			if (pid <= 1 || kill(pid, SIGKILL))
+				return broken("cannot kill the primary", seq, wire);
+			killed++;
+			kill_at = 0;
+			printf("STREAM-KILLED %u: %d after record %u, %llu bytes\n",
+			       killed, pid, seq, (unsigned long long)wire);
+			if (killed == kills)
+				end = seq + 25;
 		}
 		if ((seq + 1) % 10 == 0)
 			printf("STREAM-RX %u records %llu bytes\n", seq + 1,
@@ -333,7 +401,7 @@ static int client(const char *addr, int port, const char *disk,
 	ondisk = malloc(off);
 	d = open(disk, O_RDONLY);
 	if (!ondisk || d < 0 || pread(d, ondisk, off, 0) != (ssize_t)off)
-		return bad("cannot read the disk", seq, wire);
+		return broken("cannot read the disk", seq, wire);
 	if (memcmp(ondisk, got, off)) {
 		uint64_t i = 0;
 
@@ -343,9 +411,11 @@ static int client(const char *addr, int port, const char *disk,
 		       (unsigned long long)i);
 		return 1;
 	}
-	printf("STREAM-OK %u records, %llu bytes, longest gap %llu ms before record %u\n",
-	       records, (unsigned long long)wire,
+	printf("STREAM-OK %u records, %llu bytes, %u kills, longest gap %llu ms before record %u\n",
+	       seq, (unsigned long long)wire, killed,
 	       (unsigned long long)(gap / 1000000), gap_at);
+	free(ondisk);
+	free(got);
 	return 0;
 }
 
@@ -357,9 +427,9 @@ int main(int argc, char **argv)
 		return serve(atoi(argv[2]), argv[3]);
 	if (argc == 8 && !strcmp(argv[1], "client"))
 		return client(argv[2], atoi(argv[3]), argv[4],
-			      strtoul(argv[5], NULL, 0),
-			      strtoul(argv[6], NULL, 0), atoi(argv[7]));
+			      strtoul(argv[5], NULL, 0), argv[6],
+			      strtoul(argv[7], NULL, 0));
 	fprintf(stderr, "usage: kemari-stream serve PORT DISK\n"
-		"       kemari-stream client ADDR PORT DISK RECORDS KILL_AT PID\n");
+		"       kemari-stream client ADDR PORT DISK KILLS PIDFILE SEED\n");
 	return 2;
 }

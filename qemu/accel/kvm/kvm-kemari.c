@@ -294,9 +294,11 @@ int kvm_kemari_init(MachineState *ms, KVMState *s)
     int mask, ret;
 
     if (!kemari.requested) {
-        if (kemari.dirty_quota || kemari.tsc_log || kemari.exempt_irqchip) {
-            error_report("kemari-dirty-quota, kemari-tsc-log and "
-                         "kemari-exempt-irqchip need kemari=on");
+        if (kemari.dirty_quota || kemari.tsc_log || kemari.exempt_irqchip ||
+            kemari.no_barrier) {
+            error_report("kemari-dirty-quota, kemari-tsc-log, "
+                         "kemari-exempt-irqchip and x-kemari-barrier "
+                         "need kemari=on");
             return -EINVAL;
         }
         return 0;
@@ -398,7 +400,7 @@ bool kvm_kemari_barrier(void)
 
 static bool kvm_kemari_get_barrier(Object *obj, Error **errp)
 {
-    return !kemari.no_barrier;
+    return kvm_kemari_barrier();
 }
 
 static void kvm_kemari_set_barrier(Object *obj, bool value, Error **errp)

@@ -19,6 +19,8 @@ uint16_t kemari_virtio_avail_idx(VirtIODevice *vdev, unsigned int n,
                                  uint16_t avail);
 /* virtio_device_unrealize(): forget @vdev. */
 void kemari_virtio_unrealize(VirtIODevice *vdev);
+/* __virtio_queue_reset(): queue @n of @vdev starts again from 0. */
+void kemari_virtio_queue_reset(VirtIODevice *vdev, unsigned int n);
 
 /*
  * The primary (migration/kemari.c), with the BQL and the VM stopped:
