@@ -309,7 +309,8 @@ int kemari_colo_commit(void)
  * process_incoming_migration_co(), with the BQL, as COLO's incoming side
  * starts.  COLO's secondary writes to a replica of its own; a Kemari
  * secondary shares the primary's storage, so its drives stay inactive
- * (and leave the primary its write lock) until failover, where
+ * (no format metadata cached that the primary's writes make stale, no
+ * write permission asked for) until failover, where
  * process_incoming_migration_bh() activates them.
  */
 void kemari_colo_incoming_activate(Error **errp)

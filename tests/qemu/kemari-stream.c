@@ -20,7 +20,7 @@
  *	offset, lengths, CRCs, time never going back), and KILLS times
  *	SIGKILL the primary's QEMU (a power loss, no FIN) the moment a record
  *	drawn with SEED arrives.  Kill N is armed once PIDFILE holds "N PID"
- *	(the test writes it when a primary is protected).  25 records after
+ *	(the test writes it when a primary is protected).  24 records after
  *	the last kill, check that each record's header and payload are on
  *	DISK at its offset: no record went out before it was on the disk.  Prints a line per 10 records, then "STREAM-OK ...",
  *	"STREAM-BAD ..." (a record that is not what was sent, or not on the
@@ -372,14 +372,15 @@ static int client(const char *addr, int port, const char *disk,
 			killed_ns = 0;
 		}
 		/*
-		 * Armed once the test names the next primary: 16 to 39 records
-		 * on, at one of the 2nd to 5th records of a burst, those the
-		 * NIC sends on its timer rather than at a doorbell.
+		 * Armed once the test names the next primary: 17 to 47 records
+		 * on, once one of the 2nd to 5th records of a burst has come,
+		 * those the NIC sends on its timer rather than at a doorbell
+		 * ((kill_at - 1) % BURST from 1 to 4).
 		 */
 		if (killed < kills && !kill_at &&
 		    read_pidfile(pidfile, &pid) == killed + 1) {
 			kill_at = seq + 17 + xorshift(&rnd) % 24;
-			kill_at += (BURST + 1 + xorshift(&rnd) % 4 -
+			kill_at += (BURST + 2 + xorshift(&rnd) % 4 -
 				    kill_at % BURST) % BURST;
 		}
 		if (kill_at && seq + 1 == kill_at) {
@@ -391,7 +392,7 @@ static int client(const char *addr, int port, const char *disk,
 			printf("STREAM-KILLED %u: %d after record %u, %llu bytes\n",
 			       killed, pid, seq, (unsigned long long)wire);
 			if (killed == kills)
-				end = seq + 25;
+				end = seq + 1 + 24;
 		}
 		if ((seq + 1) % 10 == 0)
 			printf("STREAM-RX %u records %llu bytes\n", seq + 1,
