@@ -73,6 +73,17 @@ static bool kemari_virtio_exempt(VirtIODevice *vdev, unsigned int n)
            n % 2 == 0 && n + 1 < virtio_get_num_queues(vdev);
 }
 
+/* Queue @n of @vdev is exempt, or no longer (its queues renumbered). */
+static void kemari_virtio_mark_exempt(KemariVirtioDev *d, VirtIODevice *vdev,
+                                      unsigned int n)
+{
+    if (kemari_virtio_exempt(vdev, n)) {
+        set_bit(n, d->exempt);
+    } else {
+        clear_bit(n, d->exempt);
+    }
+}
+
 /*
  * A device met for the first time, plugged since the checkpoint: each
  * queue may go up to its last avail index, so that all it has is held
@@ -87,9 +98,7 @@ static KemariVirtioDev *kemari_virtio_dev(VirtIODevice *vdev)
         d = g_new0(KemariVirtioDev, 1);
         for (n = 0; n < VIRTIO_QUEUE_MAX; n++) {
             d->limit[n] = virtio_queue_get_last_avail_idx(vdev, n);
-            if (kemari_virtio_exempt(vdev, n)) {
-                set_bit(n, d->exempt);
-            }
+            kemari_virtio_mark_exempt(d, vdev, n);
         }
         g_hash_table_insert(kv.devs, vdev, d);
     }
@@ -122,11 +131,7 @@ static int kemari_virtio_snapshot(Object *obj, void *opaque)
         d->limit[n] = avail && virtio_queue_get_desc_addr(vdev, n) ?
             virtio_lduw_phys(vdev, avail + offsetof(struct vring_avail, idx)) :
             virtio_queue_get_last_avail_idx(vdev, n);
-        if (kemari_virtio_exempt(vdev, n)) {
-            set_bit(n, d->exempt);
-        } else {
-            clear_bit(n, d->exempt);
-        }
+        kemari_virtio_mark_exempt(d, vdev, n);
     }
     return 0;
 }
